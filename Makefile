@@ -1,0 +1,51 @@
+# Developer and CI entry points. Each target creates .venv/ (Python 3.11, exact pins from requirements-dev.txt)
+# on first use, so a fresh machine needs nothing but Python and make.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+OUT ?= runs/demo
+
+# DDS stays on loopback with a domain and ROS_HOME of its own (tests override these per process).
+export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
+export ROS_DOMAIN_ID ?= 42
+export ROS_HOME ?= $(CURDIR)/runs/ros_home
+export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: demo test lint java venv bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements-dev.txt setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements-dev.txt 2>&1 | sed '/is ignored: it is neither a file nor a directory/d'
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | sed '/is ignored: it is neither a file nor a directory/d'
+	touch $@
+
+# METEOR and the PTB tokenizer of pycocoevalcap run on Java.
+java:
+	@if ! command -v java >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "Installing Java (default-jre-headless) for METEOR..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless >/dev/null; \
+	  else \
+	    echo "Java is missing: METEOR needs it. Install it with: sudo apt-get install default-jre-headless" >&2; exit 1; \
+	  fi; \
+	fi
+
+demo: venv java
+	$(PY) -m blip_train.demo --out $(OUT)
+
+lint: venv
+	$(PY) -m ruff check .
+
+test: venv java lint
+	$(PY) -m pytest
+
+bench: venv
+	$(PY) bench/parse_labels.py
+
+clean:
+	rm -rf build install log runs .pytest_cache

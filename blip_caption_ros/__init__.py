@@ -1,0 +1,1 @@
+"""Vehicle-side runtime: ROS-free captioning modules plus one thin rclpy node (node.py)."""

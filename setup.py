@@ -1,0 +1,56 @@
+"""ament_python package: the vehicle runtime (blip_caption_ros) and the workstation tools (blip_train)."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = "blip_caption_ros"
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "test.*", "bench"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
+        ("share/" + package_name, ["package.xml"]),
+        ("share/" + package_name + "/launch", glob("launch/*.launch.py")),
+        ("share/" + package_name + "/config", glob("config/*.yaml") + glob("config/*.xml") + glob("config/*.json")
+         + glob("config/*.rviz")),
+        ("share/" + package_name + "/config/train", glob("config/train/*.yaml")),
+    ],
+    # Loose on purpose: a vehicle's ROS install or a Jetson's NVIDIA-built torch must satisfy them.
+    # OpenCV comes from the system (python3-opencv, see package.xml) or requirements-dev.txt, so a pip install
+    # never shadows a vehicle's CUDA-enabled cv2.
+    install_requires=[
+        "setuptools",
+        "numpy>=1.21",
+        "pyyaml>=5.4",
+        "pillow>=9.0",
+        "tqdm>=4.60",
+        "torch>=2.1",
+        "transformers>=4.40",
+        "safetensors>=0.4",
+        "msgspec>=0.18",
+    ],
+    extras_require={
+        "train": ["accelerate>=0.30", "pycocoevalcap>=1.2", "matplotlib>=3.5"],
+        "onnx": ["onnx>=1.15", "onnxscript", "onnxruntime>=1.17"],
+        "bags": ["rosbags>=0.10", "mcap>=1.1", "mcap-ros2-support>=0.5"],
+    },
+    zip_safe=True,
+    maintainer="blip_caption_ros maintainers",
+    maintainer_email="maintainers@blip-caption-ros.dev",
+    description="BLIP scene captions for ROS 2 vehicles, with BDD100K fine-tuning tools.",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    entry_points={
+        "console_scripts": [
+            "caption_node = blip_caption_ros.node:main",
+            "blip-train = blip_train.train:main",
+            "blip-eval = blip_train.eval:main",
+            "blip-demo = blip_train.demo:main",
+            "blip-captions = blip_train.captions:main",
+            "blip-synth = blip_train.synthetic:main",
+        ],
+    },
+)
