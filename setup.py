@@ -51,6 +51,8 @@ setup(
             "blip-demo = blip_train.demo:main",
             "blip-captions = blip_train.captions:main",
             "blip-synth = blip_train.synthetic:main",
+            "blip-synth-drive = blip_train.synthetic_drive:main",
+            "bdd-to-bag = blip_train.bdd_to_bag:main",
         ],
     },
 )

@@ -50,6 +50,7 @@ class SceneObject:
     light_color: str | None = None
     occluded: bool = False
     truncated: bool = False
+    paint: tuple[int, int, int] | None = None  # BGR body colour; random per frame when None
 
 
 @dataclass
@@ -279,7 +280,8 @@ def _draw_object(img: np.ndarray, obj: SceneObject, rng: np.random.Generator, li
     x1, y1, x2, y2 = (int(round(v)) for v in obj.box)
     w, h = x2 - x1, y2 - y1
     if obj.category in ("car", "truck", "bus"):
-        colour = tuple(c * max(light, 0.4) for c in _CAR_COLORS[int(rng.integers(0, len(_CAR_COLORS)))])
+        paint = obj.paint or _CAR_COLORS[int(rng.integers(0, len(_CAR_COLORS)))]
+        colour = tuple(c * max(light, 0.4) for c in paint)
         cv2.rectangle(img, (x1, y1 + h // 4), (x2, y2 - h // 8), colour, -1)
         cv2.rectangle(img, (x1 + w // 6, y1), (x2 - w // 6, y1 + h // 3), colour, -1)
         cv2.rectangle(img, (x1 + w // 5, y1 + h // 12), (x2 - w // 5, y1 + h // 3), (60, 50, 40), -1)

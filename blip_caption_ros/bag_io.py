@@ -1,0 +1,263 @@
+"""rosbag2 reading and writing without a ROS install, on `rosbags`.
+
+rosbag2 itself (and `ros2 bag`) is not installable from PyPI; `rosbags` reads and writes rosbag2 in both storages
+(sqlite3, mcap) with bytes that rclpy deserialises and MCAP files that Foxglove and `mcap` + `mcap-ros2-support`
+decode. This module keeps the few conventions of the project's bags in one place: the message type store (ROS 2
+Humble definitions, identical on the wire to Jazzy/Kilted for the types used here), message builders for the
+types the tools write, and errors that name the bag.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+DEFAULT_STORE = "ros2_humble"
+STORAGES = ("mcap", "sqlite3")
+
+#: numpy dtype kind+size -> sensor_msgs/PointField datatype.
+_POINTFIELD_DATATYPES = {"i1": 1, "u1": 2, "i2": 3, "u2": 4, "i4": 5, "u4": 6, "f4": 7, "f8": 8}
+
+
+class BagError(RuntimeError):
+    """A bag that cannot be read or written; the message names the bag and the reason."""
+
+
+@functools.cache
+def typestore(store: str = DEFAULT_STORE):
+    from rosbags.typesys import Stores, get_typestore
+
+    return get_typestore(Stores(store))
+
+
+def msg_type(name: str, store: str = DEFAULT_STORE):
+    """The rosbags dataclass of a message type, e.g. msg_type("sensor_msgs/msg/Image")."""
+    return typestore(store).types[name]
+
+
+def _time(stamp_ns: int):
+    return msg_type("builtin_interfaces/msg/Time")(sec=int(stamp_ns // 1_000_000_000),
+                                                   nanosec=int(stamp_ns % 1_000_000_000))
+
+
+def header(stamp_ns: int, frame_id: str):
+    return msg_type("std_msgs/msg/Header")(stamp=_time(stamp_ns), frame_id=frame_id)
+
+
+def stamp_of(msg) -> int:
+    """The header stamp of a message, in nanoseconds."""
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+
+def image_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str):
+    """sensor_msgs/Image, rgb8."""
+    height, width = rgb.shape[:2]
+    return msg_type("sensor_msgs/msg/Image")(
+        header=header(stamp_ns, frame_id), height=height, width=width, encoding="rgb8", is_bigendian=0,
+        step=width * 3, data=np.ascontiguousarray(rgb, dtype=np.uint8).reshape(-1))
+
+
+def compressed_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str, quality: int = 90):
+    """sensor_msgs/CompressedImage, jpeg (as image_transport's compressed plugin writes it)."""
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise BagError(f"JPEG encoding failed for a {rgb.shape} image")
+    return msg_type("sensor_msgs/msg/CompressedImage")(
+        header=header(stamp_ns, frame_id), format="rgb8; jpeg compressed bgr8", data=encoded.reshape(-1))
+
+
+def pointcloud_msg(points: np.ndarray, stamp_ns: int, frame_id: str):
+    """sensor_msgs/PointCloud2 (unorganised, little-endian) from a structured numpy array, one field per column."""
+    point_field = msg_type("sensor_msgs/msg/PointField")
+    fields = []
+    for name in points.dtype.names:
+        dtype, offset = points.dtype.fields[name][:2]
+        code = f"{dtype.kind}{dtype.itemsize}"
+        if code not in _POINTFIELD_DATATYPES:
+            raise ValueError(f"field {name!r} has dtype {dtype}, which PointField cannot describe")
+        fields.append(point_field(name=name, offset=offset, datatype=_POINTFIELD_DATATYPES[code], count=1))
+    data = np.ascontiguousarray(points.astype(points.dtype.newbyteorder("<"))).view(np.uint8).reshape(-1)
+    return msg_type("sensor_msgs/msg/PointCloud2")(
+        header=header(stamp_ns, frame_id), height=1, width=len(points), fields=fields, is_bigendian=False,
+        point_step=points.dtype.itemsize, row_step=points.dtype.itemsize * len(points), data=data, is_dense=True)
+
+
+def navsat_msg(stamp_ns: int, latitude: float, longitude: float, altitude: float = 0.0,
+               horizontal_accuracy_m: float | None = None, frame_id: str = "gps"):
+    status_type = msg_type("sensor_msgs/msg/NavSatStatus")
+    covariance = np.zeros(9)
+    covariance_type = 0
+    if horizontal_accuracy_m is not None:
+        covariance[0] = covariance[4] = horizontal_accuracy_m ** 2
+        covariance[8] = (2 * horizontal_accuracy_m) ** 2
+        covariance_type = 1
+    return msg_type("sensor_msgs/msg/NavSatFix")(
+        header=header(stamp_ns, frame_id), status=status_type(status=0, service=1), latitude=float(latitude),
+        longitude=float(longitude), altitude=float(altitude), position_covariance=covariance,
+        position_covariance_type=covariance_type)
+
+
+def imu_msg(stamp_ns: int, linear_acceleration: Sequence[float] | None = None,
+            angular_velocity: Sequence[float] | None = None, frame_id: str = "imu"):
+    """sensor_msgs/Imu without orientation (covariance[0] = -1, as REP-145 says for a missing estimate)."""
+    vector3 = msg_type("geometry_msgs/msg/Vector3")
+    unknown = np.zeros(9)
+    unknown[0] = -1.0
+    acc = linear_acceleration if linear_acceleration is not None else (0.0, 0.0, 0.0)
+    gyro = angular_velocity if angular_velocity is not None else (0.0, 0.0, 0.0)
+    return msg_type("sensor_msgs/msg/Imu")(
+        header=header(stamp_ns, frame_id),
+        orientation=msg_type("geometry_msgs/msg/Quaternion")(x=0.0, y=0.0, z=0.0, w=1.0),
+        orientation_covariance=unknown,
+        angular_velocity=vector3(x=float(gyro[0]), y=float(gyro[1]), z=float(gyro[2])),
+        angular_velocity_covariance=np.zeros(9) if angular_velocity is not None else unknown.copy(),
+        linear_acceleration=vector3(x=float(acc[0]), y=float(acc[1]), z=float(acc[2])),
+        linear_acceleration_covariance=np.zeros(9) if linear_acceleration is not None else unknown.copy())
+
+
+def twist_msg(stamp_ns: int, speed_mps: float, frame_id: str = "base_link"):
+    """geometry_msgs/TwistStamped with the forward speed in linear.x (what BDD's GPS speed is)."""
+    vector3 = msg_type("geometry_msgs/msg/Vector3")
+    return msg_type("geometry_msgs/msg/TwistStamped")(
+        header=header(stamp_ns, frame_id),
+        twist=msg_type("geometry_msgs/msg/Twist")(linear=vector3(x=float(speed_mps), y=0.0, z=0.0),
+                                                  angular=vector3(x=0.0, y=0.0, z=0.0)))
+
+
+def string_msg(text: str):
+    return msg_type("std_msgs/msg/String")(data=text)
+
+
+def text_marker_msg(text: str, stamp_ns: int, frame_id: str, namespace: str = "caption", height_m: float = 0.4,
+                    z_m: float = 2.0):
+    """visualization_msgs/Marker TEXT_VIEW_FACING above the camera, as the node publishes it."""
+    marker = msg_type("visualization_msgs/msg/Marker")
+    pose = msg_type("geometry_msgs/msg/Pose")(
+        position=msg_type("geometry_msgs/msg/Point")(x=0.0, y=0.0, z=float(z_m)),
+        orientation=msg_type("geometry_msgs/msg/Quaternion")(x=0.0, y=0.0, z=0.0, w=1.0))
+    return marker(
+        header=header(stamp_ns, frame_id), ns=namespace, id=0, type=marker.TEXT_VIEW_FACING, action=marker.ADD,
+        pose=pose, scale=msg_type("geometry_msgs/msg/Vector3")(x=0.0, y=0.0, z=float(height_m)),
+        color=msg_type("std_msgs/msg/ColorRGBA")(r=1.0, g=1.0, b=1.0, a=1.0),
+        lifetime=msg_type("builtin_interfaces/msg/Duration")(sec=0, nanosec=0), frame_locked=False, points=[],
+        colors=[], texture_resource="",
+        texture=msg_type("sensor_msgs/msg/CompressedImage")(header=header(0, ""), format="",
+                                                            data=np.zeros(0, np.uint8)),
+        uv_coordinates=[], text=text, mesh_resource="",
+        mesh_file=msg_type("visualization_msgs/msg/MeshFile")(filename="", data=np.zeros(0, np.uint8)),
+        mesh_use_embedded_materials=False)
+
+
+class BagWriter:
+    """A rosbag2 writer (mcap by default) that registers topics on first use and serialises messages."""
+
+    def __init__(self, path: str | Path, storage: str = "mcap", store: str = DEFAULT_STORE):
+        from rosbags.rosbag2 import StoragePlugin, Writer
+
+        if storage not in STORAGES:
+            raise ValueError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
+        self.path = Path(path)
+        if self.path.exists():
+            raise BagError(f"{self.path}: already exists; remove it or choose another output")
+        plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+        self._store = typestore(store)
+        self._writer = Writer(self.path, version=8, storage_plugin=plugin)
+        self._connections: dict[str, object] = {}
+        self.counts: dict[str, int] = {}
+
+    def __enter__(self) -> BagWriter:
+        self._writer.open()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._writer.close()
+
+    def connection(self, topic: str, msgtype: str):
+        if topic not in self._connections:
+            self._connections[topic] = self._writer.add_connection(topic, msgtype, typestore=self._store)
+            self.counts[topic] = 0
+        return self._connections[topic]
+
+    def write(self, topic: str, time_ns: int, msg) -> None:
+        """Serialise and write `msg` on `topic` at receive time `time_ns`."""
+        self.write_raw(topic, msg.__msgtype__, time_ns, self._store.serialize_cdr(msg, msg.__msgtype__))
+
+    def write_raw(self, topic: str, msgtype: str, time_ns: int, data: bytes | memoryview) -> None:
+        """Write already-serialised CDR bytes (copying a topic from another bag)."""
+        self._writer.write(self.connection(topic, msgtype), int(time_ns), data)
+        self.counts[topic] += 1
+
+
+@dataclass(frozen=True)
+class BagMessage:
+    topic: str
+    msgtype: str
+    time_ns: int
+    raw: bytes | memoryview
+
+
+class BagReader:
+    """Reads a rosbag2 directory or .mcap/.db3 file (or a ROS 1 .bag) with rosbags' AnyReader."""
+
+    def __init__(self, path: str | Path, store: str = DEFAULT_STORE):
+        from rosbags.highlevel import AnyReader
+
+        self.path = Path(path)
+        if not self.path.exists():
+            raise BagError(f"{self.path}: no such bag")
+        self._store = typestore(store)
+        try:
+            self._reader = AnyReader([self.path], default_typestore=self._store)
+            self._reader.open()
+        except Exception as exc:  # rosbags raises its own error types per storage; all mean "not a readable bag"
+            raise BagError(f"{self.path}: not a readable rosbag2 bag ({type(exc).__name__}: {exc})") from None
+
+    def __enter__(self) -> BagReader:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._reader.close()
+
+    @property
+    def topics(self) -> dict[str, str]:
+        """topic -> message type."""
+        return {c.topic: c.msgtype for c in self._reader.connections}
+
+    @property
+    def start_ns(self) -> int:
+        return self._reader.start_time
+
+    @property
+    def end_ns(self) -> int:
+        return self._reader.end_time
+
+    @property
+    def message_count(self) -> int:
+        return self._reader.message_count
+
+    def messages(self, topics: Iterable[str] | None = None) -> Iterator[BagMessage]:
+        """Messages in receive-time order, raw; a truncated or corrupt file raises BagError naming the bag."""
+        wanted = set(topics) if topics is not None else None
+        connections = [c for c in self._reader.connections if wanted is None or c.topic in wanted]
+        if not connections:
+            return
+        try:
+            for connection, time_ns, raw in self._reader.messages(connections=connections):
+                yield BagMessage(connection.topic, connection.msgtype, time_ns, raw)
+        except Exception as exc:  # see __init__
+            raise BagError(f"{self.path}: bag is truncated or corrupt ({type(exc).__name__}: {exc})") from None
+
+    def decode(self, message: BagMessage):
+        try:
+            return self._store.deserialize_cdr(message.raw, message.msgtype)
+        except Exception as exc:  # a message whose bytes do not match its type
+            raise BagError(f"{self.path}: cannot decode a {message.msgtype} on {message.topic} at "
+                           f"{message.time_ns} ns ({type(exc).__name__}: {exc})") from None
