@@ -9,7 +9,9 @@ types the tools write, and errors that name the bag.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,6 +153,26 @@ def text_marker_msg(text: str, stamp_ns: int, frame_id: str, namespace: str = "c
         uv_coordinates=[], text=text, mesh_resource="",
         mesh_file=msg_type("visualization_msgs/msg/MeshFile")(filename="", data=np.zeros(0, np.uint8)),
         mesh_use_embedded_materials=False)
+
+
+@contextlib.contextmanager
+def atomic_output(out: str | Path) -> Iterator[Path]:
+    """The path to write a new bag to; it appears at `out` only when the block completes.
+
+    The bag is written inside `<out>.partial/` (under its final name, which rosbag2 uses for its files) and moved
+    into place at the end, so an interrupted or failed run never leaves something that looks like a finished bag.
+    """
+    out = Path(out)
+    if out.exists():
+        raise BagError(f"{out}: already exists; remove it or choose another output")
+    staging = out.with_name(out.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)  # left by an earlier interrupted run
+    staging.mkdir(parents=True)
+    try:
+        yield staging / out.name
+        (staging / out.name).rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 class BagWriter:

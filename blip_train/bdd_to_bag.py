@@ -14,15 +14,14 @@ A missing or empty info file gives a warning and a camera-only bag (stamps then 
 `bdd-to-bag images`: a folder of BDD100K stills with det_20 (or 2018) labels: one frame per image at `--rate`, plus
 `/<camera>/labels` (std_msgs/String JSON: name, the label-derived caption, attributes) for checking captions.
 
-Bags are written next to the output as `<out>.partial` and renamed when complete, so an interrupted run never
-leaves something that looks like a finished bag.
+Bags are written atomically (bag_io.atomic_output): an interrupted run never leaves something that looks like a
+finished bag.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -130,19 +129,6 @@ def _camera_message(rgb: np.ndarray, stamp: int, camera: str, raw: bool, quality
     return f"/{camera}/image/compressed", bag_io.compressed_msg(rgb, stamp, frame_id, quality)
 
 
-def _finish(partial: Path, out: Path) -> None:
-    partial.rename(out)
-
-
-def _prepare(out: Path) -> Path:
-    if out.exists():
-        raise ConversionError(f"{out}: already exists; remove it or choose another --out")
-    partial = out.with_name(out.name + ".partial")
-    if partial.exists():
-        shutil.rmtree(partial)  # left by an interrupted run
-    return partial
-
-
 def video_to_bag(video: Path, out: Path, info_path: Path | None = None, rate_hz: float | None = None,
                  camera: str = "front", raw: bool = False, quality: int = 90, storage: str = "mcap",
                  start_sec: float = 1.0, progress: bool = False) -> dict[str, int]:
@@ -158,9 +144,8 @@ def video_to_bag(video: Path, out: Path, info_path: Path | None = None, rate_hz:
     start_ns = int(info["startTime"] * 1_000_000) if info and isinstance(info.get("startTime"), (int, float)) \
         else int(start_sec * 1e9)
     step = max(1, round(fps / rate_hz)) if rate_hz else 1
-    partial = _prepare(out)
     try:
-        with bag_io.BagWriter(partial, storage=storage) as bag:
+        with bag_io.atomic_output(out) as path, bag_io.BagWriter(path, storage=storage) as bag:
             index = 0
             with tqdm(total=n_frames, desc=f"{video.name}", unit="frame", disable=not progress) as bar:
                 while True:
@@ -179,11 +164,7 @@ def video_to_bag(video: Path, out: Path, info_path: Path | None = None, rate_hz:
             if info:
                 write_info_messages(bag, info, info_path or find_info(video))
             counts = dict(bag.counts)
-        _finish(partial, out)
         return counts
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
     finally:
         capture.release()
 
@@ -195,10 +176,9 @@ def images_to_bag(root: Path, split: str, out: Path, labels: Path | None = None,
     label_file = labels or find_label_file(root, split)
     frames, _ = load_frames(label_file)
     frames = frames[:limit] if limit else frames
-    partial = _prepare(out)
     skipped: list[str] = []
-    try:
-        with bag_io.BagWriter(partial, storage=storage) as bag:
+    with bag_io.atomic_output(out) as path:
+        with bag_io.BagWriter(path, storage=storage) as bag:
             for i, frame in enumerate(tqdm(frames, desc="images", unit="frame", disable=not progress)):
                 path = image_path(root, split, frame.name)
                 bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -213,10 +193,6 @@ def images_to_bag(root: Path, split: str, out: Path, labels: Path | None = None,
             counts = dict(bag.counts)
         if len(skipped) == len(frames) and frames:
             raise ConversionError(f"{root}: none of the {len(frames)} images could be read (first: {skipped[0]})")
-        _finish(partial, out)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
     for path in skipped[:10]:
         warnings.warn(f"skipped unreadable or missing image {path}", stacklevel=2)
     if skipped:
