@@ -46,6 +46,8 @@ setup(
     entry_points={
         "console_scripts": [
             "caption_node = blip_caption_ros.node:main",
+            "caption-bag = blip_caption_ros.caption_bag:main",
+            "bag-replay = blip_caption_ros.bag_replay:main",
             "blip-train = blip_train.train:main",
             "blip-eval = blip_train.eval:main",
             "blip-demo = blip_train.demo:main",

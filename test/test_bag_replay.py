@@ -1,0 +1,104 @@
+"""bag-replay over real DDS on loopback, alone and feeding the caption node (replay -> node -> recorded captions)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from ros_helpers import REPO, NodeProcess, Probe
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CompressedImage, PointCloud2
+from std_msgs.msg import String
+
+from blip_caption_ros import bag_io
+from blip_caption_ros.sensors import summarize_lidar, summarize_radar
+from blip_train.synthetic_drive import DriveConfig, write_drive
+
+pytestmark = pytest.mark.ros
+
+
+@pytest.fixture(scope="module")
+def drive(tmp_path_factory):
+    path = tmp_path_factory.mktemp("replay") / "drive"
+    write_drive(path, DriveConfig(duration_s=1.0, width=160, height=90))
+    with bag_io.BagReader(path) as reader:
+        messages = {}
+        for m in reader.messages():
+            messages.setdefault(m.topic, []).append(reader.decode(m))
+    return path, messages
+
+
+@pytest.fixture
+def probe():
+    import rclpy
+
+    rclpy.init()
+    probe = Probe("replay_probe")
+    yield probe
+    probe.destroy()
+    rclpy.shutdown()
+
+
+def start_replay(bag, *args):
+    return subprocess.Popen([sys.executable, "-m", "blip_caption_ros.bag_replay", str(bag), *args], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_replay_publishes_the_recorded_messages_and_clock(drive, probe):
+    bag, recorded = drive
+    images = probe.subscribe(CompressedImage, "/front/image/compressed")
+    clouds = probe.subscribe(PointCloud2, "/lidar/points")
+    clock = probe.subscribe(Clock, "/clock")
+    replay = start_replay(bag, "--clock", "--rate", "2", "--wait-for", "/front/image/compressed", "/lidar/points")
+    try:
+        probe.spin_until(lambda: len(images) == 10 and len(clouds) == 10 and replay.poll() is not None, 60,
+                         "the replayed camera frames and LiDAR sweeps")
+    finally:
+        if replay.poll() is None:
+            replay.kill()
+    assert replay.returncode == 0, replay.stdout.read()
+    expected = recorded["/front/image/compressed"]
+    assert [(m.header.stamp.sec, m.header.stamp.nanosec) for m in images] == [
+        (m.header.stamp.sec, m.header.stamp.nanosec) for m in expected]
+    assert bytes(images[3].data) == bytes(expected[3].data) and images[3].format == expected[3].format
+    assert [f.name for f in clouds[0].fields] == ["x", "y", "z", "intensity"]
+    ticks = [c.clock.sec * 10**9 + c.clock.nanosec for c in clock]
+    assert ticks == sorted(ticks) and ticks[-1] >= bag_io.stamp_of(expected[-1])
+
+
+def test_replay_feeds_the_node_and_captions_match_the_bag(drive, probe, tiny_blip_dir):
+    bag, recorded = drive
+    node = NodeProcess("-p", f"model:={tiny_blip_dir}", "-p", "image_transport:=compressed",
+                       "-p", "max_new_tokens:=6", "-p", "prompt:=''")
+    captions = probe.subscribe(String, "/front/caption")
+    replay = None
+    try:
+        probe.wait_until_connected(node, {}, ["/front/caption"])
+        replay = start_replay(bag, "--wait-for", "/front/image/compressed", "/lidar/points", "/radar/points")
+        probe.spin_until(lambda: replay.poll() is not None, 60, "the replay to finish")
+        assert replay.returncode == 0, replay.stdout.read()
+        probe.spin_until(lambda: len(captions) >= 3, 30, "captions of the replayed drive")
+    finally:
+        if replay is not None and replay.poll() is None:
+            replay.kill()
+        assert node.stop() == 0, node.output()
+    lidar = {bag_io.stamp_of(m): m for m in recorded["/lidar/points"]}
+    radar = {bag_io.stamp_of(m): m for m in recorded["/radar/points"]}
+    image_stamps = {bag_io.stamp_of(m) for m in recorded["/front/image/compressed"]}
+    for record in map(json.loads, (c.data for c in captions)):
+        stamp = record["stamp"]["sec"] * 10**9 + record["stamp"]["nanosec"]
+        assert stamp in image_stamps and record["frame_id"] == "front_camera"
+        # Sweeps come 13 ms after each frame (radar 21 ms after, 29 before): the one matched is one of those,
+        # depending on whether it had arrived when the caption was ready, and its figures are that message's.
+        lidar_stamp = stamp + round(record["lidar"]["offset_ms"] * 1e6)
+        assert record["lidar"]["offset_ms"] in (13.0, -87.0) and lidar_stamp in lidar
+        assert record["lidar"]["nearest_m"] == pytest.approx(summarize_lidar(lidar[lidar_stamp]).nearest_m, abs=1e-3)
+        radar_stamp = stamp + round(record["radar"]["offset_ms"] * 1e6)
+        assert record["radar"]["offset_ms"] in (21.0, -29.0) and radar_stamp in radar
+        assert record["radar"]["nearest_m"] == pytest.approx(summarize_radar(radar[radar_stamp]).nearest_m, abs=1e-3)
+
+
+def test_replay_of_a_missing_bag_is_one_error_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "blip_caption_ros.bag_replay", str(tmp_path / "none")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "no such bag" in result.stderr and "Traceback" not in result.stderr
