@@ -135,9 +135,9 @@ def string_msg(text: str):
     return msg_type("std_msgs/msg/String")(data=text)
 
 
-def text_marker_msg(text: str, stamp_ns: int, frame_id: str, namespace: str = "caption", height_m: float = 0.4,
-                    z_m: float = 2.0):
-    """visualization_msgs/Marker TEXT_VIEW_FACING above the camera, as the node publishes it."""
+def text_marker_msg(text: str, stamp_ns: int, frame_id: str, namespace: str = "caption", height_m: float = 0.3,
+                    z_m: float = 4.0, lifetime_s: float = 2.0):
+    """visualization_msgs/Marker TEXT_VIEW_FACING `z_m` along the optical axis (+z), as the node publishes it."""
     marker = msg_type("visualization_msgs/msg/Marker")
     pose = msg_type("geometry_msgs/msg/Pose")(
         position=msg_type("geometry_msgs/msg/Point")(x=0.0, y=0.0, z=float(z_m)),
@@ -146,7 +146,8 @@ def text_marker_msg(text: str, stamp_ns: int, frame_id: str, namespace: str = "c
         header=header(stamp_ns, frame_id), ns=namespace, id=0, type=marker.TEXT_VIEW_FACING, action=marker.ADD,
         pose=pose, scale=msg_type("geometry_msgs/msg/Vector3")(x=0.0, y=0.0, z=float(height_m)),
         color=msg_type("std_msgs/msg/ColorRGBA")(r=1.0, g=1.0, b=1.0, a=1.0),
-        lifetime=msg_type("builtin_interfaces/msg/Duration")(sec=0, nanosec=0), frame_locked=False, points=[],
+        lifetime=msg_type("builtin_interfaces/msg/Duration")(sec=int(lifetime_s), nanosec=int(lifetime_s % 1 * 1e9)),
+        frame_locked=False, points=[],
         colors=[], texture_resource="",
         texture=msg_type("sensor_msgs/msg/CompressedImage")(header=header(0, ""), format="",
                                                             data=np.zeros(0, np.uint8)),

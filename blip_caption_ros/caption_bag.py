@@ -174,7 +174,7 @@ class BagCaptioner:
             base = f"/{frame.camera}/caption"
             writer.write(base, frame.time_ns, bag_io.string_msg(json.dumps(record)))
             writer.write(f"{base}/marker", frame.time_ns,
-                         bag_io.text_marker_msg(caption, frame.stamp_ns, frame.frame_id))
+                         bag_io.text_marker_msg(caption, frame.stamp_ns, frame.frame_id, namespace=frame.camera))
             if self.overlay:
                 writer.write(f"{base}/image/compressed", frame.time_ns,
                              bag_io.compressed_msg(draw_caption(frame.rgb, caption), frame.stamp_ns, frame.frame_id))

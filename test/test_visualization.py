@@ -1,0 +1,74 @@
+"""Foxglove layout, RViz config and the replay launch file: they point at topics the tools really write."""
+
+import ast
+import json
+import re
+
+import pytest
+import yaml
+from ros_helpers import REPO
+
+from blip_caption_ros import bag_io
+from blip_caption_ros.caption_bag import caption_bag
+from blip_caption_ros.captioner import CaptionerConfig, load_captioner
+from blip_train.synthetic_drive import DriveConfig, write_drive
+
+LAYOUT = REPO / "config" / "foxglove_layout.json"
+RVIZ = REPO / "config" / "caption.rviz"
+REPLAY_LAUNCH = REPO / "launch" / "replay.launch.py"
+
+
+@pytest.fixture(scope="module")
+def captioned_topics(tmp_path_factory, tiny_blip_dir):
+    root = tmp_path_factory.mktemp("viz")
+    write_drive(root / "drive", DriveConfig(duration_s=1.0, width=96, height=54))
+    captioner = load_captioner(CaptionerConfig(model=str(tiny_blip_dir), max_new_tokens=4))
+    caption_bag(root / "drive", root / "captioned", captioner, rate_hz=0)
+    with bag_io.BagReader(root / "captioned") as reader:
+        return reader.topics
+
+
+def _panel_ids(node) -> set[str]:
+    if isinstance(node, str):
+        return {node}
+    return _panel_ids(node["first"]) | _panel_ids(node["second"])
+
+
+def test_foxglove_layout_panels_read_topics_of_a_captioned_bag(captioned_topics):
+    layout = json.loads(LAYOUT.read_text())
+    panels = layout["configById"]
+    assert _panel_ids(layout["layout"]) == set(panels)
+    assert {panel.split("!")[0] for panel in panels} == {"Image", "RawMessages", "Plot", "map"}
+    assert panels["Image!overlay"]["imageMode"]["imageTopic"] in captioned_topics
+    assert panels["RawMessages!caption"]["topicPath"].split(".")[0] in captioned_topics
+    assert panels["map!gps"]["followTopic"] == "/gps/fix" and "/gps/fix" in captioned_topics
+    (script,) = layout["userNodes"].values()
+    inputs = json.loads(re.search(r"inputs = (\[.*?\]);", script["sourceCode"]).group(1))
+    output = re.search(r'output = "(.*?)";', script["sourceCode"]).group(1)
+    assert set(inputs) <= set(captioned_topics)
+    fields = set(re.findall(r"^\s+(\w+): num\(", script["sourceCode"], re.MULTILINE))
+    plotted = [p["value"] for p in panels["Plot!ranges"]["paths"]]
+    assert plotted and all(path.startswith(output + ".") and path.split(".")[1] in fields for path in plotted)
+
+
+def test_rviz_config_shows_the_node_outputs():
+    config = yaml.safe_load(RVIZ.read_text())
+    displays = {d["Class"]: d for d in config["Visualization Manager"]["Displays"]}
+    assert displays["rviz_default_plugins/Image"]["Topic"]["Value"] == "/front/caption/image"
+    assert displays["rviz_default_plugins/Marker"]["Topic"]["Value"] == "/front/caption/marker"
+    node_source = (REPO / "blip_caption_ros" / "node.py").read_text()
+    assert 'f"{camera}/caption/marker"' in node_source and 'f"{camera}/caption/image"' in node_source
+    assert config["Visualization Manager"]["Global Options"]["Fixed Frame"] == "front_camera"
+
+
+def test_replay_launch_declares_described_arguments_and_plays_with_clock():
+    tree = ast.parse(REPLAY_LAUNCH.read_text())
+    declared = {}
+    for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call)
+                 and getattr(n.func, "id", None) == "DeclareLaunchArgument"):
+        keywords = {kw.arg: kw.value for kw in call.keywords}
+        declared[call.args[0].value] = keywords["description"].value
+    assert {"bag", "rate", "loop", "model", "params_file", "cameras", "image_transport"} <= set(declared)
+    assert all(len(d) > 15 for d in declared.values())
+    literals = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    assert {"ros2", "bag", "play", "--clock", "caption.launch.py", "use_sim_time"} <= literals
