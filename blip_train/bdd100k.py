@@ -80,6 +80,8 @@ class FrameRecord:
     has_object_labels: bool = True
     video_name: str | None = None
     timestamp_ms: int | None = None
+    image_width: int = IMAGE_WIDTH
+    image_height: int = IMAGE_HEIGHT
 
     @property
     def attributes(self) -> dict[str, str]:

@@ -134,9 +134,11 @@ def counted(category: str, count: int) -> str:
     return with_article(noun) if count == 1 else f"{number_word(count)} {noun}"
 
 
-def is_tiny(box: Box) -> bool:
+def is_tiny(box: Box, image_width: float = IMAGE_WIDTH) -> bool:
+    """Too small to see at BLIP's input size; the thresholds are for 1280 px wide frames and scale with width."""
+    scale = image_width / IMAGE_WIDTH
     width, height = box.x2 - box.x1, box.y2 - box.y1
-    return min(width, height) < MIN_BOX_SIDE_PX or width * height < MIN_BOX_AREA_PX
+    return min(width, height) < MIN_BOX_SIDE_PX * scale or width * height < MIN_BOX_AREA_PX * scale * scale
 
 
 def region_of(box: Box, image_width: float = IMAGE_WIDTH) -> str:
@@ -170,7 +172,8 @@ def _count_of_group(k: int, total: int) -> str:
     return f"{number_word(k)} of them"
 
 
-def describe_group(category: str, boxes: Sequence[Box]) -> str:
+def describe_group(category: str, boxes: Sequence[Box], image_width: float = IMAGE_WIDTH,
+                   image_height: float = IMAGE_HEIGHT) -> str:
     """'three cars, two ahead and one on the right, one of them close by'; 'two green traffic lights ahead'."""
     total = len(boxes)
     # One pass instead of Counters: this runs for every group of 70k frames on the full train split.
@@ -178,8 +181,8 @@ def describe_group(category: str, boxes: Sequence[Box]) -> str:
     near = far = 0
     colours: dict[str, int] = {}
     for box in boxes:
-        regions[region_of(box)] += 1
-        distance = distance_of(box)
+        regions[region_of(box, image_width)] += 1
+        distance = distance_of(box, image_width, image_height)
         if distance == "near":
             near += 1
         elif distance == "far":
@@ -211,11 +214,11 @@ def describe_group(category: str, boxes: Sequence[Box]) -> str:
     return ", ".join(parts)
 
 
-def group_boxes(boxes: Iterable[Box]) -> list[tuple[str, list[Box]]]:
+def group_boxes(boxes: Iterable[Box], image_width: float = IMAGE_WIDTH) -> list[tuple[str, list[Box]]]:
     """Visible boxes grouped by category: most frequent first, ties in det_20 order, unknown ones last."""
     groups: dict[str, list[Box]] = {}
     for box in boxes:
-        if not is_tiny(box):
+        if not is_tiny(box, image_width):
             groups.setdefault(box.category, []).append(box)
     return sorted(groups.items(), key=lambda item: (-len(item[1]), _CATEGORY_RANK.get(item[0], 99), item[0]))
 
@@ -237,10 +240,10 @@ def objects_phrase(frame: FrameRecord, rng: random.Random) -> str | None:
     """What the boxes show; None when the frame has no object labels at all (nothing can be claimed)."""
     if not frame.has_object_labels:
         return None
-    groups = group_boxes(frame.boxes)
+    groups = group_boxes(frame.boxes, frame.image_width)
     if not groups:
         return EMPTY_SCENE
-    phrases = [describe_group(category, boxes) for category, boxes in groups]
+    phrases = [describe_group(category, boxes, frame.image_width, frame.image_height) for category, boxes in groups]
     first_count = len(groups[0][1])
     opener = rng.choice(("there is" if first_count == 1 else "there are", "i can see", "the view shows"))
     return f"{opener} " + "; ".join(phrases)
