@@ -17,3 +17,20 @@ os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+# --- fixtures shared by the vehicle-side tests (blip_caption_ros) ---
+import pytest  # noqa: E402
+
+TINY_BLIP_WORDS = ("a", "picture", "of", "car", "cars", "road", "street", "city", "highway", "rain", "night", "day",
+                   "truck", "person", "traffic", "light", "sign", "clear", "snow", "fog", "parked", "driving")
+
+
+@pytest.fixture(scope="session")
+def tiny_blip_dir(tmp_path_factory):
+    """A random tiny BLIP captioner saved with save_pretrained (weights + processor), built once per session."""
+    from blip_train.modeling import TINY, build_blip
+
+    out_dir = tmp_path_factory.mktemp("tiny_blip")
+    build_blip(TINY_BLIP_WORDS, out_dir, arch=TINY)
+    return out_dir

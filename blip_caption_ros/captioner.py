@@ -1,0 +1,99 @@
+"""The captioner interface and the backend registry.
+
+The node, the offline bag captioner and the benchmarks only see `Captioner.caption(images)`; which engine runs the
+model (torch now; ONNX Runtime and TensorRT later) is a string in `CaptionerConfig.backend`, resolved through
+`BACKENDS`. Backends are imported lazily so a vehicle without, say, TensorRT never imports it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+PRECISIONS = ("fp32", "fp16", "bf16")
+
+
+class ModelLoadError(RuntimeError):
+    """The caption model (or its backend) cannot be loaded; the message names the model and the reason."""
+
+    def __init__(self, model: str, reason: str):
+        self.model = model
+        self.reason = " ".join(str(reason).split())  # one line: transformers' messages span several
+        super().__init__(f"cannot load caption model {model!r}: {self.reason}")
+
+
+@dataclass(frozen=True)
+class CaptionerConfig:
+    """What to load and how to decode."""
+
+    model: str
+    """A save_pretrained directory (weights + processor) or a hub id already in the local cache."""
+    backend: str = "torch"
+    device: str = "cpu"
+    """"cpu", "cuda" or "cuda:N"."""
+    precision: str = "fp32"
+    """fp32, fp16 (CUDA only) or bf16."""
+    prompt: str = ""
+    """Text the caption is conditioned on (e.g. "a picture of"); stripped from the returned captions."""
+    max_new_tokens: int = 20
+    num_beams: int = 1
+
+    def __post_init__(self):
+        problems = []
+        if not self.model:
+            problems.append("model is empty")
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+        if not (self.device == "cpu" or self.device.startswith("cuda")):
+            problems.append(f"device {self.device!r} is neither cpu nor cuda[:N]")
+        if self.max_new_tokens < 1:
+            problems.append(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.num_beams < 1:
+            problems.append(f"num_beams must be >= 1, got {self.num_beams}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
+@runtime_checkable
+class Captioner(Protocol):
+    """Captions a batch of RGB uint8 images (H, W, 3), e.g. one frame per camera, in one call."""
+
+    backend: str
+    model_name: str
+
+    def caption(self, images: Sequence[np.ndarray], prompt: str | None = None) -> list[str]:
+        """One caption per image, without the prompt; `prompt` overrides the configured one for this call."""
+        ...
+
+
+CaptionerFactory = Callable[[CaptionerConfig], Captioner]
+
+#: backend name -> factory, or "module:attribute" of a factory imported on first use.
+BACKENDS: dict[str, CaptionerFactory | str] = {
+    "torch": "blip_caption_ros.torch_backend:TorchCaptioner",
+}
+
+
+def register_backend(name: str, factory: CaptionerFactory | str) -> None:
+    """Make `backend: name` loadable (used by later backends and by benchmarks' stand-in models)."""
+    BACKENDS[name] = factory
+
+
+def load_captioner(config: CaptionerConfig) -> Captioner:
+    """The captioner `config.backend` builds; raises ModelLoadError with a one-line reason on any failure to load."""
+    factory = BACKENDS.get(config.backend)
+    if factory is None:
+        raise ModelLoadError(
+            config.model, f"unknown backend {config.backend!r}; available: {', '.join(sorted(BACKENDS))}"
+        )
+    if isinstance(factory, str):
+        module_name, _, attribute = factory.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module_name), attribute)
+        except ImportError as exc:
+            raise ModelLoadError(config.model, f"backend {config.backend!r} is not installed ({exc})") from exc
+    return factory(config)

@@ -1,0 +1,86 @@
+"""The PyTorch backend: HuggingFace `BlipForConditionalGeneration` + `BlipProcessor`.
+
+Loads with `from_pretrained`, so a save_pretrained directory (what blip-train writes) and a cached hub id both work;
+HF_HUB_OFFLINE is respected. Generation follows BLIP's convention: the prompt is tokenised as [CLS] prompt [SEP],
+and `generate` swaps [CLS] for the decoder's bos and drops the trailing [SEP].
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from .captioner import CaptionerConfig, ModelLoadError
+
+_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+class TorchCaptioner:
+    backend = "torch"
+
+    def __init__(self, config: CaptionerConfig):
+        looks_local = os.path.isabs(config.model) or config.model.startswith(".")
+        if looks_local and not os.path.isdir(config.model):
+            raise ModelLoadError(config.model, "no such directory")
+        try:
+            import torch
+            import transformers
+            from transformers import BlipForConditionalGeneration, BlipProcessor
+        except ImportError as exc:
+            raise ModelLoadError(config.model, f"the torch backend needs torch and transformers ({exc})") from exc
+
+        self.config = config
+        self.model_name = config.model
+        if config.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ModelLoadError(config.model, f"device {config.device!r} requested but CUDA is not available")
+        if config.precision == "fp16" and config.device == "cpu":
+            raise ModelLoadError(config.model, "fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
+        self._dtype = getattr(torch, _DTYPES[config.precision])
+        transformers.utils.logging.disable_progress_bar()
+        try:
+            self.processor = BlipProcessor.from_pretrained(config.model)
+            model = BlipForConditionalGeneration.from_pretrained(config.model, dtype=self._dtype)
+        except Exception as exc:  # OSError, ValueError, safetensors errors...: all mean "cannot load"
+            raise ModelLoadError(config.model, f"{type(exc).__name__}: {_first_line(exc)}") from exc
+        self.model = model.to(config.device).eval()
+        self._torch = torch
+
+    def caption(self, images: Sequence[np.ndarray], prompt: str | None = None) -> list[str]:
+        if not images:
+            return []
+        prompt = self.config.prompt if prompt is None else prompt
+        pixels = self.processor(images=list(images), return_tensors="pt").pixel_values
+        pixels = pixels.to(self.config.device, self._dtype)
+        kwargs = {}
+        if prompt.strip():
+            kwargs["input_ids"] = self._prompt_ids(prompt).to(self.config.device).repeat(len(images), 1)
+        with self._torch.inference_mode():
+            ids = self.model.generate(
+                pixel_values=pixels, max_new_tokens=self.config.max_new_tokens, num_beams=self.config.num_beams,
+                **kwargs,
+            )
+        texts = self.processor.batch_decode(ids, skip_special_tokens=True)
+        prefix = self._prompt_text(prompt) if prompt.strip() else ""
+        return [_strip_prefix(text.strip(), prefix) for text in texts]
+
+    @functools.lru_cache(maxsize=8)  # noqa: B019 - one captioner lives as long as the process
+    def _prompt_ids(self, prompt: str):
+        return self.processor.tokenizer(prompt, return_tensors="pt").input_ids
+
+    def _prompt_text(self, prompt: str) -> str:
+        """The prompt as the tokenizer gives it back (lower case, normalised spaces), to strip it from captions."""
+        return self.processor.tokenizer.decode(self._prompt_ids(prompt)[0], skip_special_tokens=True).strip()
+
+
+def _strip_prefix(text: str, prefix: str) -> str:
+    if prefix and text.startswith(prefix):
+        return text[len(prefix):].strip()
+    return text
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else "no details"
