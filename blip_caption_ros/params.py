@@ -1,0 +1,103 @@
+"""The node's parameters: names, defaults, descriptions and checks in one place.
+
+node.py declares exactly these (with these descriptions), reads them once into `NodeParams`, and config/caption.yaml
+lists every one of them (a test checks both). ROS-free so it can be documented and tested without rclpy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from .captioner import PRECISIONS, CaptionerConfig
+from .sensors import LidarSettings, RadarSettings
+
+IMAGE_TRANSPORTS = ("raw", "compressed")
+
+
+def _param(default, description: str, *, dynamic: bool = False, choices=None):
+    return field(default=default, metadata={"description": description, "dynamic": dynamic, "choices": choices})
+
+
+class ParameterError(ValueError):
+    """One or more parameter values are invalid; the message names each one."""
+
+
+@dataclass(frozen=True)
+class NodeParams:
+    model: str = _param("Salesforce/blip-image-captioning-base",
+                        "save_pretrained directory (weights + processor) or a hub id already in the local cache")
+    backend: str = _param("torch", "inference backend: torch (onnxruntime and tensorrt to come)")
+    device: str = _param("cpu", "cpu, cuda or cuda:N")
+    precision: str = _param("fp32", "fp32, fp16 (CUDA only) or bf16", choices=PRECISIONS)
+    prompt: str = _param("a picture of", "text the caption starts from (stripped from the output); may be changed "
+                         "at runtime with `ros2 param set`", dynamic=True)
+    max_new_tokens: int = _param(20, "most tokens generated per caption")
+    num_beams: int = _param(1, "beam search width (1 = greedy)")
+    cameras: tuple[str, ...] = _param(("front",), "camera names; each subscribes <name>/image (or "
+                                      "<name>/image/compressed) and publishes <name>/caption*")
+    image_transport: str = _param("raw", "raw: sensor_msgs/Image on <cam>/image; compressed: "
+                                  "sensor_msgs/CompressedImage (jpeg/png) on <cam>/image/compressed",
+                                  choices=IMAGE_TRANSPORTS)
+    lidar_topic: str = _param("lidar/points", "LiDAR PointCloud2 topic; empty disables LiDAR summaries")
+    radar_topic: str = _param("radar/points", "radar PointCloud2 topic; empty disables radar summaries")
+    max_sensor_offset_ms: float = _param(100.0, "largest |sensor stamp - image stamp| matched to a frame; a "
+                                         "sensor further away in time is reported as null")
+    sensor_buffer_size: int = _param(100, "sensor messages kept per topic for matching (must cover the caption "
+                                     "latency at the sensor rate)")
+    lidar_min_range_m: float = _param(0.1, "LiDAR returns closer than this are ignored (housing, ego vehicle, "
+                                      "zero points of drivers without a return)")
+    lidar_sector_min_deg: float = _param(-30.0, "forward sector, lower azimuth bound (REP-103: 0 = +x, + = left)")
+    lidar_sector_max_deg: float = _param(30.0, "forward sector, upper azimuth bound (degrees)")
+    radar_velocity_field: str = _param("", "radar radial velocity field; empty = first present of velocity, "
+                                       "v_r, doppler, vx")
+    radar_rcs_field: str = _param("rcs", "radar cross-section field (dBsm); reported as null when absent")
+    max_rate_hz: float = _param(0.0, "most caption batches per second (0 = as fast as the model allows)")
+    overlay: bool = _param(True, "publish <cam>/caption/image (built only while someone subscribes)")
+    marker_distance_m: float = _param(4.0, "RViz text marker distance along the camera's optical axis (+z)")
+    marker_text_height_m: float = _param(0.3, "RViz text marker height")
+    marker_lifetime_s: float = _param(2.0, "RViz text marker lifetime (0 = until replaced)")
+    stale_timeout_s: float = _param(3.0, "diagnostics: a camera or sensor silent this long is STALE/WARN")
+
+    def __post_init__(self):
+        problems = []
+        for spec in fields(self):
+            choices = spec.metadata["choices"]
+            if choices and getattr(self, spec.name) not in choices:
+                problems.append(f"{spec.name}={getattr(self, spec.name)!r} is not one of {', '.join(choices)}")
+        if not self.cameras or any(not name or not name.replace("_", "").replace("/", "").isalnum()
+                                   for name in self.cameras):
+            problems.append(f"cameras={list(self.cameras)!r}: need at least one name of letters, digits, _ and /")
+        if len(set(self.cameras)) != len(self.cameras):
+            problems.append(f"cameras={list(self.cameras)!r} has duplicates")
+        for name in ("max_sensor_offset_ms", "marker_text_height_m", "stale_timeout_s"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("max_new_tokens", "num_beams", "sensor_buffer_size"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("lidar_min_range_m", "max_rate_hz", "marker_lifetime_s"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not -180 <= self.lidar_sector_min_deg < self.lidar_sector_max_deg <= 180:
+            problems.append(f"lidar sector [{self.lidar_sector_min_deg}, {self.lidar_sector_max_deg}] deg must "
+                            "satisfy -180 <= min < max <= 180")
+        if not (self.device == "cpu" or self.device.startswith("cuda")):
+            problems.append(f"device={self.device!r} is neither cpu nor cuda[:N]")
+        if problems:
+            raise ParameterError("invalid parameters: " + "; ".join(problems))
+
+    @classmethod
+    def specs(cls):
+        """(name, default, description, dynamic) of every parameter, in declaration order."""
+        return [(spec.name, spec.default, spec.metadata["description"], spec.metadata["dynamic"])
+                for spec in fields(cls)]
+
+    def captioner_config(self) -> CaptionerConfig:
+        return CaptionerConfig(model=self.model, backend=self.backend, device=self.device, precision=self.precision,
+                               prompt=self.prompt, max_new_tokens=self.max_new_tokens, num_beams=self.num_beams)
+
+    def lidar_settings(self) -> LidarSettings:
+        return LidarSettings(self.lidar_sector_min_deg, self.lidar_sector_max_deg, self.lidar_min_range_m)
+
+    def radar_settings(self) -> RadarSettings:
+        return RadarSettings(self.radar_velocity_field, self.radar_rcs_field)
