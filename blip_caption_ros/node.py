@@ -1,0 +1,210 @@
+"""caption_node: camera frames in, captions with matched LiDAR/radar summaries out. ROS wiring only.
+
+Topics (relative, remappable), per camera <cam>:
+  in   <cam>/image (sensor_msgs/Image) or <cam>/image/compressed (CompressedImage), sensor-data QoS
+       lidar/points, radar/points (sensor_msgs/PointCloud2), sensor-data QoS
+  out  <cam>/caption (std_msgs/String, JSON), <cam>/caption/marker (visualization_msgs/Marker),
+       <cam>/caption/image (rgb8 overlay, built only while subscribed), /diagnostics; all reliable, so both
+       reliable and best-effort subscribers match. Every output carries the source image's header.
+The work happens in ROS-free modules: frame_slots (newest frame per camera), worker (batching, matching),
+captioner (the model), sensors/sync (summaries, time matching), caption_message, overlay, diagnostics.
+"""
+
+from __future__ import annotations
+
+import array
+import functools
+import json
+import sys
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.clock import Clock, ClockType
+from rclpy.duration import Duration
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage, Image, PointCloud2
+from std_msgs.msg import ColorRGBA, String
+from visualization_msgs.msg import Marker
+
+from .caption_message import stamp_ns
+from .captioner import ModelLoadError, load_captioner
+from .diagnostics import DiagnosticsReporter
+from .frame_slots import Frame, FrameSlots
+from .imaging import compressed_to_rgb, image_to_rgb
+from .overlay import draw_caption
+from .params import NodeParams, ParameterError
+from .sensors import CloudError, summarize_lidar, summarize_radar
+from .stats import SensorStats
+from .sync import SensorBuffer
+from .worker import CaptionResult, CaptionWorker
+
+STARTUP_ERRORS = (ModelLoadError, ParameterError, InvalidParameterTypeException, InvalidParameterValueException)
+OUTPUT_QOS = QoSProfile(depth=10)  # reliable, volatile: captions are small and every one matters to a recorder
+OVERLAY_QOS = QoSProfile(depth=1)  # reliable keep-last-1 never blocks the worker on a slow viewer
+
+
+class CaptionNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("caption_node", **kwargs)
+        self.params = p = self._declare_parameters()
+        self.captioner = load_captioner(p.captioner_config())
+        self.slots = FrameSlots(p.cameras)
+        self.sensors: dict[str, tuple[SensorStats, SensorBuffer]] = {}
+        lidar = self._subscribe_cloud("lidar", p.lidar_topic, functools.partial(
+            summarize_lidar, settings=p.lidar_settings()))
+        radar = self._subscribe_cloud("radar", p.radar_topic, functools.partial(
+            summarize_radar, settings=p.radar_settings()))
+        self.worker = CaptionWorker(
+            self.slots, self.captioner, self._publish, self._report, prompt=p.prompt, lidar=lidar, radar=radar,
+            max_sensor_offset_ms=p.max_sensor_offset_ms, max_rate_hz=p.max_rate_hz)
+        self.outputs = {}
+        for camera in p.cameras:
+            self.outputs[camera] = (
+                self.create_publisher(String, f"{camera}/caption", OUTPUT_QOS),
+                self.create_publisher(Marker, f"{camera}/caption/marker", OUTPUT_QOS),
+                self.create_publisher(Image, f"{camera}/caption/image", OVERLAY_QOS) if p.overlay else None,
+            )
+            if p.image_transport == "compressed":
+                self.create_subscription(CompressedImage, f"{camera}/image/compressed",
+                                         functools.partial(self._on_compressed, camera), qos_profile_sensor_data)
+            else:
+                self.create_subscription(Image, f"{camera}/image", functools.partial(self._on_image, camera),
+                                         qos_profile_sensor_data)
+        self.marker_lifetime = Duration(seconds=p.marker_lifetime_s).to_msg()
+        self.diagnostics = DiagnosticsReporter(self.get_fully_qualified_name(), p.stale_timeout_s)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS)
+        self.create_timer(1.0, self._publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.worker.start()
+        self.get_logger().info(
+            f"captioning {', '.join(p.cameras)} ({p.image_transport}) with {p.model} on {p.backend}/{p.device}")
+
+    def _declare_parameters(self) -> NodeParams:
+        values = {}
+        for name, default, description, dynamic in NodeParams.specs():
+            value = list(default) if isinstance(default, tuple) else default
+            descriptor = ParameterDescriptor(description=description, read_only=not dynamic)
+            values[name] = self.declare_parameter(name, value, descriptor).value
+        values["cameras"] = tuple(values["cameras"])
+        return NodeParams(**values)
+
+    def _subscribe_cloud(self, name: str, topic: str, summarize) -> SensorBuffer | None:
+        if not topic:
+            return None
+        buffer = SensorBuffer(self.params.sensor_buffer_size)
+        self.sensors[name] = (SensorStats(name), buffer)
+        self.create_subscription(PointCloud2, topic, functools.partial(self._on_cloud, name, summarize),
+                                 qos_profile_sensor_data)
+        return buffer
+
+    def _on_image(self, camera: str, msg: Image) -> None:
+        decode = functools.partial(image_to_rgb, msg.encoding, msg.height, msg.width, msg.step, msg.data,
+                                   bool(msg.is_bigendian))
+        self._put(camera, msg.header, decode)
+
+    def _on_compressed(self, camera: str, msg: CompressedImage) -> None:
+        self._put(camera, msg.header, functools.partial(compressed_to_rgb, msg.format, msg.data))
+
+    def _put(self, camera, header, decode) -> None:
+        self.slots.put(Frame(camera, stamp_ns(header.stamp.sec, header.stamp.nanosec), header.frame_id, decode,
+                             header))
+
+    def _on_cloud(self, name: str, summarize, msg: PointCloud2) -> None:
+        stats, buffer = self.sensors[name]
+        stats.count("received")
+        try:
+            summary = summarize(msg)
+        except CloudError as exc:
+            stats.count("bad_inputs")
+            self.get_logger().warning(f"skipping {name} cloud: {exc}", throttle_duration_sec=5.0)
+            return
+        if buffer.add(stamp_ns(msg.header.stamp.sec, msg.header.stamp.nanosec), summary):
+            stats.count("time_resets")
+            self.get_logger().warning(f"{name} time jumped backwards (bag loop?): buffer reset",
+                                      throttle_duration_sec=5.0)
+
+    def _report(self, kind: str, camera: str, error: Exception) -> None:
+        if kind == "bad_input":
+            self.get_logger().warning(f"skipping {camera} frame: {error}", throttle_duration_sec=5.0)
+        else:
+            self.get_logger().error(f"captioning {camera} failed: {error}", throttle_duration_sec=5.0)
+
+    def _publish(self, results: list[CaptionResult]) -> None:
+        """Captions and markers of the whole batch first, then the (slower) overlays."""
+        for result in results:
+            caption_pub, marker_pub, _ = self.outputs[result.frame.camera]
+            caption_pub.publish(String(data=json.dumps(result.record)))
+            marker = Marker(header=result.frame.header, ns=result.frame.camera, id=0, type=Marker.TEXT_VIEW_FACING,
+                            action=Marker.ADD, text=result.caption, color=ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0),
+                            lifetime=self.marker_lifetime)
+            marker.pose.position.z = self.params.marker_distance_m
+            marker.pose.orientation.w = 1.0
+            marker.scale.z = self.params.marker_text_height_m
+            marker_pub.publish(marker)
+        for result in results:
+            overlay_pub = self.outputs[result.frame.camera][2]
+            if overlay_pub is not None and overlay_pub.get_subscription_count() > 0:
+                pixels = draw_caption(result.image, result.caption)
+                msg = Image(header=result.frame.header, height=pixels.shape[0], width=pixels.shape[1],
+                            encoding="rgb8", step=pixels.shape[1] * 3)
+                msg.data = array.array("B")
+                msg.data.frombytes(pixels)  # one copy; assigning bytes costs one more, a numpy array ~100x more
+                overlay_pub.publish(msg)
+
+    def _publish_diagnostics(self) -> None:
+        now = self.get_clock().now()
+        statuses = [self.diagnostics.camera(stats) for stats in self.slots.stats.values()]
+        ages = {}
+        for name, (stats, buffer) in self.sensors.items():
+            newest = buffer.newest_stamp_ns
+            ages[name] = (stats, None if newest is None or now.nanoseconds == 0 else (now.nanoseconds - newest) / 1e9)
+        p = self.params
+        statuses.append(self.diagnostics.node(p.backend, p.model, p.device, p.precision, ages))
+        array = DiagnosticArray(status=[
+            DiagnosticStatus(level=bytes([s.level]), name=s.name, message=s.message, hardware_id=s.hardware_id,
+                             values=[KeyValue(key=k, value=v) for k, v in s.values.items()])
+            for s in statuses])
+        array.header.stamp = now.to_msg()
+        self.diagnostics_pub.publish(array)
+
+    def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
+        for parameter in parameters:
+            if parameter.name == "prompt":
+                if parameter.type_ != Parameter.Type.STRING:
+                    return SetParametersResult(successful=False, reason="prompt must be a string")
+                self.worker.prompt = parameter.value
+                self.get_logger().info(f"prompt is now {parameter.value!r}")
+        return SetParametersResult(successful=True)
+
+    def destroy_node(self) -> None:
+        self.worker.stop()
+        super().destroy_node()
+
+
+def main(args=None) -> None:
+    rclpy.init(args=args)
+    node = None
+    exit_code = 0
+    try:
+        node = CaptionNode()
+        rclpy.spin(node)
+    except STARTUP_ERRORS as exc:
+        rclpy.logging.get_logger("caption_node").fatal(str(exc))
+        exit_code = 1
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    if exit_code:
+        sys.exit(exit_code)
+
+
+if __name__ == "__main__":
+    main()

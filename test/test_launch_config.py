@@ -1,0 +1,116 @@
+"""launch/caption.launch.py (structure: launch is not installable here), config/caption.yaml against the real node,
+and the Fast DDS large-data profile."""
+
+import ast
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+import yaml
+from ros_helpers import CONFIG_YAML, REPO, NodeProcess, Probe
+
+from blip_caption_ros.params import NodeParams
+
+LAUNCH_FILE = REPO / "launch" / "caption.launch.py"
+FASTDDS_XML = REPO / "config" / "fastdds_large_data.xml"
+REQUIRED_ARGUMENTS = {"params_file", "model", "backend", "cameras", "image_transport", "namespace", "use_sim_time"}
+
+
+def _calls(tree: ast.AST, name: str) -> list[ast.Call]:
+    return [node for node in ast.walk(tree) if isinstance(node, ast.Call)
+            and getattr(node.func, "id", getattr(node.func, "attr", None)) == name]
+
+
+def test_launch_file_declares_described_arguments_and_starts_the_console_script():
+    tree = ast.parse(LAUNCH_FILE.read_text())
+    declared = {}
+    for call in _calls(tree, "DeclareLaunchArgument"):
+        keywords = {kw.arg: kw.value for kw in call.keywords}
+        assert isinstance(keywords.get("description"), ast.Constant), ast.dump(call)
+        declared[call.args[0].value] = keywords["description"].value
+    assert set(declared) >= REQUIRED_ARGUMENTS
+    assert all(len(description) > 15 for description in declared.values()), declared
+    literals = {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+    used = {name for name in declared if name in literals - set(declared.values())}
+    assert used == set(declared)  # every argument is read back by name
+    assert {"caption.yaml", "fastdds_large_data.xml", "FASTDDS_DEFAULT_PROFILES_FILE"} <= literals
+    (node,) = _calls(tree, "Node")
+    keywords = {kw.arg: kw.value for kw in node.keywords}
+    assert keywords["executable"].value == "caption_node"
+    assert "caption_node = blip_caption_ros.node:main" in (REPO / "setup.py").read_text()
+    assert "generate_launch_description" in {f.name for f in tree.body if isinstance(f, ast.FunctionDef)}
+
+
+def test_config_lists_every_parameter():
+    params = yaml.safe_load(CONFIG_YAML.read_text())["/**"]["ros__parameters"]
+    assert list(params) == [name for name, *_ in NodeParams.specs()]
+    defaults = {name: list(default) if isinstance(default, tuple) else default
+                for name, default, *_ in NodeParams.specs()}
+    assert params == defaults
+
+
+@pytest.mark.ros
+def test_every_config_key_is_declared_by_the_real_node(tiny_blip_dir):
+    import rclpy
+    from rcl_interfaces.srv import DescribeParameters, GetParameters, ListParameters
+
+    params = yaml.safe_load(CONFIG_YAML.read_text())["/**"]["ros__parameters"]
+    node = NodeProcess("-p", f"model:={tiny_blip_dir}")
+    rclpy.init()
+    probe = Probe("config_probe")
+    try:
+        def call(service_type, service, request):
+            client = probe.node.create_client(service_type, f"/caption_node/{service}")
+            deadline_s = 60.0
+            while not client.wait_for_service(timeout_sec=0.2):
+                assert node.process.poll() is None, node.output()
+                deadline_s -= 0.2
+                assert deadline_s > 0, "caption_node never offered its parameter services"
+            future = client.call_async(request)
+            probe.spin_until(future.done, what=service)
+            return future.result()
+
+        declared = set(call(ListParameters, "list_parameters", ListParameters.Request()).result.names)
+        assert set(params) <= declared, set(params) - declared
+        values = call(GetParameters, "get_parameters", GetParameters.Request(names=list(params))).values
+        for (name, expected), value in zip(params.items(), values, strict=True):
+            actual = rclpy.parameter.parameter_value_to_python(value)
+            if name == "model":
+                expected = str(tiny_blip_dir)  # overridden on the command line
+            assert actual == expected, name
+        descriptors = call(DescribeParameters, "describe_parameters",
+                           DescribeParameters.Request(names=list(params))).descriptors
+        assert all(d.description for d in descriptors)
+        assert [d.name for d in descriptors if not d.read_only] == ["prompt"]
+    finally:
+        probe.destroy()
+        rclpy.shutdown()
+        assert node.stop() == 0, node.output()
+
+
+def test_fastdds_profile_has_a_64mb_shared_memory_segment_and_loads():
+    ns = {"dds": "http://www.eprosima.com"}
+    root = ET.parse(FASTDDS_XML).getroot()
+    transports = {t.find("dds:transport_id", ns).text: t for t in root.iter(f"{{{ns['dds']}}}transport_descriptor")}
+    shm = [t for t in transports.values() if t.find("dds:type", ns).text == "SHM"]
+    assert len(shm) == 1 and int(shm[0].find("dds:segment_size", ns).text) == 64 * 1024 * 1024
+    participant = root.find(".//dds:participant", ns)
+    assert participant.get("is_default_profile") == "true"
+    used = {t.text for t in participant.iter(f"{{{ns['dds']}}}transport_id")}
+    assert shm[0].find("dds:transport_id", ns).text in used and used <= set(transports)
+
+    # Fast DDS itself parses it: a participant comes up and talks to itself, without an XML error
+    script = (
+        "import rclpy; from std_msgs.msg import String; rclpy.init(); n = rclpy.create_node('fastdds_probe');"
+        "got = []; n.create_subscription(String, 'ping', got.append, 10); p = n.create_publisher(String, 'ping', 10);"
+        "import time; end = time.monotonic() + 20\n"
+        "while not got and time.monotonic() < end:\n"
+        " p.publish(String(data='x')); rclpy.spin_once(n, timeout_sec=0.05)\n"
+        "print('delivered' if got else 'lost'); rclpy.shutdown()"
+    )
+    env = {**os.environ, "FASTDDS_DEFAULT_PROFILES_FILE": str(FASTDDS_XML)}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "delivered" in result.stdout, result.stdout + result.stderr
+    assert "error" not in result.stderr.lower(), result.stderr
