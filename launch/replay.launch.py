@@ -7,12 +7,11 @@ The node runs with use_sim_time, so its stamps, sensor matching and diagnostics 
 without ros2cli, run the node and `bag-replay BAG --clock` instead (see the README).
 """
 
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, ExecuteProcess, IncludeLaunchDescription, OpaqueFunction
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.substitutions import FindPackageShare
-
-from launch import LaunchDescription
 
 PACKAGE = "blip_caption_ros"
 
