@@ -1,0 +1,28 @@
+"""The fuzz harness, CI-sized: a few hundred malformed messages into two running nodes (bench/fuzz_node.py)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from ros_helpers import REPO
+
+pytestmark = pytest.mark.ros
+
+
+def test_node_survives_and_counts_every_bad_message(tmp_path, tiny_blip_dir):
+    report_file = tmp_path / "fuzz.json"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "fuzz_node.py"), "--messages", "300", "--seed", "7",
+         "--model", str(tiny_blip_dir), "--json", str(report_file)],
+        capture_output=True, text=True, timeout=240, cwd=REPO)
+    assert report_file.exists(), result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(report_file.read_text())
+    assert report["checks"] == {"alive": True, "clean_exit": True, "accounted": True,
+                                "good_frames_captioned": True, "memory": True}, report
+    assert result.returncode == 0
+    expected, seen = report["expected"], report["diagnostics"]
+    assert expected["/raw"]["bad_frames"] > 20 and expected["/comp"]["bad_frames"] > 20  # the run really fuzzed
+    assert seen["/raw"]["lidar_bad_inputs"] == expected["/raw"]["lidar_bad"] > 0
+    assert seen["/raw"]["radar_bad_inputs"] == expected["/raw"]["radar_bad"] > 0
+    assert seen["/comp"]["captioned"] == expected["/comp"]["good_frames"] > 0
