@@ -20,42 +20,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from node_harness import ros_environment, rss_mb, start_node, stop
+
 S = 1_000_000_000
-
-
-def _ros_environment() -> None:
-    """DDS stays on loopback, with a domain and ROS_HOME of this run's own (set before rclpy is imported)."""
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 90))
-    os.environ["ROS_HOME"] = tempfile.mkdtemp(prefix="fuzz_node_ros_home_")
-    os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
-    os.environ["HF_HUB_OFFLINE"] = "1"
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def start_node(namespace: str, model: str, transport: str, log: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "blip_caption_ros.node", "--ros-args", "--params-file",
-           str(REPO / "config" / "caption.yaml"), "-r", f"__ns:={namespace}", "-p", f"model:={model}",
-           "-p", f"image_transport:={transport}", "-p", "max_new_tokens:=4", "-p", "overlay:=false"]
-    with log.open("w") as out:
-        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
-                                env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
 
 
 class Harness:
@@ -114,8 +87,9 @@ def run(messages: int, seed: int, model: str, pace_ms: float, max_rss_growth_mb:
 
     from blip_caption_ros import fuzz_inputs as fz
 
-    nodes = {"/raw": start_node("/raw", model, "raw", workdir / "raw.log"),
-             "/comp": start_node("/comp", model, "compressed", workdir / "comp.log")}
+    common = (f"model:={model}", "max_new_tokens:=4", "overlay:=false")
+    nodes = {"/raw": start_node(workdir / "raw.log", *common, "image_transport:=raw", namespace="/raw"),
+             "/comp": start_node(workdir / "comp.log", *common, "image_transport:=compressed", namespace="/comp")}
     rclpy.init()
     harness = Harness(seed)
     rng = harness.rng
@@ -194,15 +168,7 @@ def run(messages: int, seed: int, model: str, pace_ms: float, max_rss_growth_mb:
     finally:
         harness.node.destroy_node()
         rclpy.try_shutdown()
-        exit_codes = {}
-        for ns, process in nodes.items():
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-                try:
-                    process.wait(15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-            exit_codes[ns] = process.wait()
+        exit_codes = {ns: stop(process) for ns, process in nodes.items()}
 
     growth = {ns: round(values["end"] - values.get("warm", values["end"]), 1) for ns, values in rss.items()}
     checks = {
@@ -279,7 +245,7 @@ def main() -> int:
     parser.add_argument("--max-rss-growth-mb", type=float, default=50.0, help="memory growth allowed after warm-up")
     parser.add_argument("--json", type=Path, help="write the report here")
     args = parser.parse_args()
-    _ros_environment()
+    ros_environment()
     with tempfile.TemporaryDirectory(prefix="fuzz_node_") as tmp:
         workdir = Path(tmp)
         model = args.model
