@@ -1,0 +1,107 @@
+"""blip-export: ONNX graphs checked against PyTorch, a self-describing directory, typed errors, nothing half-written.
+
+Tiny random BLIP for most checks; a mid-size config with BLIP-base's real shapes (384 px, 577 image tokens, hidden 768,
+12 heads, 2+2 layers) for parity at full width; the full-size BLIP-base export is `slow` and opt-in
+(BLIP_FULL_SIZE_TESTS=1; bench/caption_latency.py runs the same export and parity on every benchmark run).
+"""
+
+import json
+import os
+
+import pytest
+
+from blip_caption_ros.engine_manifest import ONNX_FORMAT, ONNX_MANIFEST, sha256_file
+from blip_train.export import ExportError, ExportOptions, ParityError, export, main, token_agreement
+from blip_train.modeling import BLIP_BASE, BlipArchitecture, build_blip
+
+WORDS = ("a", "picture", "of", "car", "cars", "road", "street", "city", "rain", "night", "truck", "sign")
+MID_SIZE = BlipArchitecture(vision_layers=2, text_layers=2, vision_intermediate=1024, text_intermediate=1024,
+                            max_position_embeddings=64)
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tmp_path_factory, tiny_blip_dir):
+    out = tmp_path_factory.mktemp("export") / "onnx"
+    manifest = export(ExportOptions(checkpoint=str(tiny_blip_dir), out=str(out), samples=3, int8=True))
+    return out, manifest
+
+
+def test_export_dir_describes_itself_and_records_parity(tiny_export, tiny_blip_dir):
+    out, manifest = tiny_export
+    on_disk = json.loads((out / ONNX_MANIFEST).read_text())
+    assert on_disk == manifest and manifest["format"] == ONNX_FORMAT and manifest["exact"]
+    expected_files = {"vision.onnx", "decoder.onnx", "vocab.txt", "tokenizer_config.json", "config.json"}
+    assert expected_files <= set(manifest["files"])
+    assert all(sha256_file(out / name) == digest for name, digest in manifest["files"].items())
+    assert manifest["graphs"]["decoder"]["inputs"] == ["input_ids", "position_ids", "past_mask", "past_kv", "cross_kv"]
+    assert manifest["graphs"]["decoder"]["dynamic_axes"]["past_kv"] == {"2": "batch", "4": "past_tokens"}
+    tokens = manifest["tokens"]
+    assert tokens["eos"] == tokens["sep"] == 3 and tokens["pad"] == 0 and tokens["bos"] == len(
+        (tiny_blip_dir / "vocab.txt").read_text().split())  # [DEC] comes after the vocabulary
+    assert manifest["opset"] == 18 and {"torch", "transformers", "onnxruntime"} <= set(manifest["versions"])
+    outputs = manifest["parity"]["outputs"]
+    assert all(v["max_abs_diff"] <= manifest["parity"]["atol"] for g in outputs.values() for v in g.values())
+    assert outputs["vision"]["cross_kv"]["shape"][2] == 3  # checked at a batch size other than the traced one
+    assert all(r["identical"] for r in manifest["parity"]["greedy_ids"].values())
+    int8 = json.loads((out / "int8" / ONNX_MANIFEST).read_text())
+    assert int8["variant"] == "int8-dynamic" and not int8["exact"]
+    assert 0.0 <= int8["parity"]["greedy_ids"]["<none>"]["token_agreement"] <= 1.0
+    assert not [p for p in out.parent.iterdir() if ".partial-" in p.name]
+
+
+def test_failed_check_is_typed_and_leaves_nothing(tmp_path, tiny_blip_dir):
+    out = tmp_path / "onnx"
+    with pytest.raises(ParityError, match=r"differs from PyTorch by .* > atol 1e-12"):
+        export(ExportOptions(checkpoint=str(tiny_blip_dir), out=str(out), atol=1e-12, samples=1))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_checkpoint_problems_are_export_errors(tmp_path, tiny_blip_dir):
+    with pytest.raises(ExportError, match="is not a directory"):
+        export(ExportOptions(checkpoint=str(tmp_path / "missing"), out=str(tmp_path / "out")))
+    with pytest.raises(ExportError, match="cannot load checkpoint"):
+        export(ExportOptions(checkpoint=str(tmp_path), out=str(tmp_path / "out")))
+    checkpoint = tmp_path / "penalised"
+    build_blip(WORDS, checkpoint)
+    config = json.loads((checkpoint / "generation_config.json").read_text())
+    (checkpoint / "generation_config.json").write_text(json.dumps({**config, "repetition_penalty": 1.3}))
+    with pytest.raises(ExportError, match="repetition_penalty=1.3"):
+        export(ExportOptions(checkpoint=str(checkpoint), out=str(tmp_path / "out")))
+
+
+def test_cli_reports_one_line_errors(tmp_path, tiny_export, capsys):
+    out, _ = tiny_export
+    assert main(["--checkpoint", str(tmp_path), "--out", str(out)]) == 1
+    assert capsys.readouterr().err.strip().count("\n") == 0
+    # No TensorRT (or no GPU) here: refused up front, before any export work.
+    assert main(["--checkpoint", str(tmp_path), "--out", str(tmp_path / "new"), "--tensorrt"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("blip-export: --tensorrt: ") and "\n" not in error
+    assert not (tmp_path / "new").exists()
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path / "x")])  # --checkpoint missing: argparse's usage error
+
+
+def test_token_agreement():
+    assert token_agreement([[1, 2, 3]], [[1, 2, 3]]) == 1.0
+    assert token_agreement([[1, 2, 3, 4]], [[1, 9, 3]]) == 0.5
+
+
+def test_mid_size_export_gives_generate_ids(tmp_path):
+    """BLIP-base widths and image size (577 tokens x 12 heads x 64), two layers each side."""
+    checkpoint = tmp_path / "mid"
+    build_blip(WORDS, checkpoint, arch=MID_SIZE)
+    manifest = export(ExportOptions(checkpoint=str(checkpoint), out=str(tmp_path / "onnx"), samples=2,
+                                    max_new_tokens=12))
+    assert manifest["model"]["image_tokens"] == 577 and manifest["model"]["text_heads"] == 12
+    assert all(r["identical"] for r in manifest["parity"]["greedy_ids"].values())
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("BLIP_FULL_SIZE_TESTS") != "1", reason="full-size export takes ~3 min on 2 cores; "
+                    "set BLIP_FULL_SIZE_TESTS=1")
+def test_full_size_blip_base_export_gives_generate_ids(tmp_path):
+    checkpoint = tmp_path / "blip-base"
+    build_blip(WORDS, checkpoint, arch=BLIP_BASE)
+    manifest = export(ExportOptions(checkpoint=str(checkpoint), out=str(tmp_path / "onnx"), samples=2))
+    assert all(r["identical"] for r in manifest["parity"]["greedy_ids"].values())
