@@ -35,6 +35,7 @@ setup(
     extras_require={
         "train": ["accelerate>=0.30", "pycocoevalcap>=1.2", "matplotlib>=3.5"],
         "onnx": ["onnx>=1.15", "onnxscript", "onnxruntime>=1.17"],
+        "tensorrt": ["tensorrt>=10"],  # x86_64; JetPack ships TensorRT on Jetson
         "bags": ["rosbags>=0.10", "mcap>=1.1", "mcap-ros2-support>=0.5"],
     },
     zip_safe=True,
@@ -50,6 +51,7 @@ setup(
             "bag-replay = blip_caption_ros.bag_replay:main",
             "blip-train = blip_train.train:main",
             "blip-eval = blip_train.eval:main",
+            "blip-export = blip_train.export:main",
             "blip-demo = blip_train.demo:main",
             "blip-captions = blip_train.captions:main",
             "blip-synth = blip_train.synthetic:main",

@@ -41,6 +41,10 @@ class CaptionerConfig:
     """Text the caption is conditioned on (e.g. "a picture of"); stripped from the returned captions."""
     max_new_tokens: int = 20
     num_beams: int = 1
+    engine_dir: str = ""
+    """tensorrt: where the engines are; empty = `<model>/tensorrt`."""
+    force_engine_update: bool = False
+    """tensorrt: rebuild engines built for another GPU or TensorRT version from the ONNX files instead of failing."""
 
     def __post_init__(self):
         problems = []
@@ -75,6 +79,9 @@ CaptionerFactory = Callable[[CaptionerConfig], Captioner]
 #: backend name -> factory, or "module:attribute" of a factory imported on first use.
 BACKENDS: dict[str, CaptionerFactory | str] = {
     "torch": "blip_caption_ros.torch_backend:TorchCaptioner",
+    "onnxruntime": "blip_caption_ros.onnx_backend:OnnxCaptioner",
+    "tensorrt": "blip_caption_ros.tensorrt_backend:TensorRTCaptioner",
+    "torch-cuda": "blip_caption_ros.torch_cuda_backend:TorchCudaCaptioner",
 }
 
 

@@ -25,8 +25,12 @@ class ParameterError(ValueError):
 @dataclass(frozen=True)
 class NodeParams:
     model: str = _param("Salesforce/blip-image-captioning-base",
-                        "save_pretrained directory (weights + processor) or a hub id already in the local cache")
-    backend: str = _param("torch", "inference backend: torch (onnxruntime and tensorrt to come)")
+                        "save_pretrained directory (weights + processor), a hub id already in the local cache, or a "
+                        "blip-export directory (onnxruntime, tensorrt)")
+    backend: str = _param("torch", "inference backend: torch, torch-cuda, onnxruntime or tensorrt")
+    engine_dir: str = _param("", "tensorrt: engine directory; empty = <model>/tensorrt")
+    force_engine_update: bool = _param(False, "tensorrt: rebuild the engines from the ONNX files when they were "
+                                       "built for another GPU or TensorRT version (takes minutes) instead of failing")
     device: str = _param("cpu", "cpu, cuda or cuda:N")
     precision: str = _param("fp32", "fp32, fp16 (CUDA only) or bf16", choices=PRECISIONS)
     prompt: str = _param("a picture of", "text the caption starts from (stripped from the output); may be changed "
@@ -94,7 +98,8 @@ class NodeParams:
 
     def captioner_config(self) -> CaptionerConfig:
         return CaptionerConfig(model=self.model, backend=self.backend, device=self.device, precision=self.precision,
-                               prompt=self.prompt, max_new_tokens=self.max_new_tokens, num_beams=self.num_beams)
+                               prompt=self.prompt, max_new_tokens=self.max_new_tokens, num_beams=self.num_beams,
+                               engine_dir=self.engine_dir, force_engine_update=self.force_engine_update)
 
     def lidar_settings(self) -> LidarSettings:
         return LidarSettings(self.lidar_sector_min_deg, self.lidar_sector_max_deg, self.lidar_min_range_m)

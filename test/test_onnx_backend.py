@@ -1,0 +1,121 @@
+"""backend=onnxruntime: the same captions as the torch backend, a verified export directory, clear load errors, and
+the real caption node running on it."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from blip_caption_ros.captioner import CaptionerConfig, ModelLoadError, load_captioner
+from blip_caption_ros.engine_manifest import ONNX_MANIFEST, file_hashes
+from blip_train.export import ExportOptions, export
+
+IMAGES = [np.random.default_rng(i).integers(0, 256, (48, 64, 3), dtype=np.uint8) for i in range(3)]
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory, tiny_blip_dir):
+    out = tmp_path_factory.mktemp("onnx_backend") / "onnx"
+    export(ExportOptions(checkpoint=str(tiny_blip_dir), out=str(out), samples=2, int8=True))
+    return out
+
+
+@pytest.fixture(scope="module")
+def torch_captioner(tiny_blip_dir):
+    return load_captioner(CaptionerConfig(model=str(tiny_blip_dir), max_new_tokens=12))
+
+
+@pytest.mark.parametrize("prompt", ["", "a picture of", "city street at night"])
+def test_captions_equal_the_torch_backend(export_dir, torch_captioner, prompt):
+    onnx = load_captioner(CaptionerConfig(model=str(export_dir), backend="onnxruntime", max_new_tokens=12))
+    assert (onnx.backend, onnx.model_name) == ("onnxruntime", str(export_dir))
+    assert onnx.caption(IMAGES, prompt=prompt) == torch_captioner.caption(IMAGES, prompt=prompt)
+    assert onnx.caption(IMAGES[:1], prompt=prompt) == torch_captioner.caption(IMAGES[:1], prompt=prompt)
+    assert onnx.caption([]) == []
+
+
+def test_beam_search_equals_the_torch_backend_here(export_dir, tiny_blip_dir):
+    """Beam search is not promised token-for-token equal to transformers' (see decoding.py); on this model it is."""
+    config = dict(max_new_tokens=10, num_beams=3, prompt="a picture of")
+    onnx = load_captioner(CaptionerConfig(model=str(export_dir), backend="onnxruntime", **config))
+    reference = load_captioner(CaptionerConfig(model=str(tiny_blip_dir), **config))
+    assert onnx.caption(IMAGES) == reference.caption(IMAGES)
+
+
+def test_int8_export_is_an_onnxruntime_model_too(export_dir):
+    captioner = load_captioner(CaptionerConfig(model=str(export_dir / "int8"), backend="onnxruntime"))
+    assert len(captioner.caption(IMAGES)) == 3
+
+
+def _copy(export_dir, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(export_dir, copy, ignore=shutil.ignore_patterns("int8"))
+    return copy
+
+
+def _load(model, **config):
+    with pytest.raises(ModelLoadError) as error:
+        load_captioner(CaptionerConfig(model=str(model), backend="onnxruntime", **config))
+    assert "\n" not in str(error.value)
+    return str(error.value)
+
+
+def test_changed_missing_or_broken_files_are_refused(export_dir, tmp_path):
+    copy = _copy(export_dir, tmp_path)
+    with open(copy / "decoder.onnx", "r+b") as handle:  # one flipped byte
+        handle.seek(100)
+        byte = handle.read(1)
+        handle.seek(100)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    assert "decoder.onnx does not match the manifest" in _load(copy)
+
+    (copy / "decoder.onnx").write_bytes(b"not an onnx model")  # broken, with a manifest that agrees
+    manifest = json.loads((copy / ONNX_MANIFEST).read_text())
+    manifest["files"] = file_hashes(copy, manifest["files"])
+    (copy / ONNX_MANIFEST).write_text(json.dumps(manifest))
+    assert "onnxruntime cannot load decoder.onnx" in _load(copy)
+
+    (copy / "vocab.txt").unlink()
+    assert "vocab.txt is listed in the manifest but missing" in _load(copy)
+    (copy / ONNX_MANIFEST).write_text("{")
+    assert "is not readable JSON" in _load(copy)
+
+
+def test_not_an_export_dir_and_unsupported_settings(export_dir, tiny_blip_dir, tmp_path):
+    assert "onnx_manifest.json is missing" in _load(tiny_blip_dir)  # a checkpoint, not an export
+    assert "no such directory" in _load(tmp_path / "nothing")
+    assert "precision 'bf16'" in _load(export_dir, precision="bf16")
+    assert "no CUDA execution provider" in _load(export_dir, device="cuda")
+
+
+@pytest.mark.ros
+def test_caption_node_runs_on_onnxruntime(export_dir, torch_captioner):
+    """The real node (own process, real DDS) with backend=onnxruntime: a caption arrives, equal to torch's."""
+    import rclpy
+    from ros_helpers import NodeProcess, Probe, make_image
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import String
+
+    from blip_caption_ros.imaging import image_to_rgb
+
+    stamp = 1_700_000_000 * 1_000_000_000
+    rclpy.init()
+    node = NodeProcess("-r", "__ns:=/onnx", "-p", "backend:=onnxruntime",
+                       "-p", f"model:={export_dir}", "-p", "max_new_tokens:=12",
+                       "-p", "prompt:=a picture of", "-p", "cameras:=[front]")
+    probe = Probe("onnx_probe")
+    try:
+        probe.subscribe(String, "/onnx/front/caption")
+        probe.wait_until_connected(node, {"/onnx/front/image": Image}, ["/onnx/front/caption"])
+        image = make_image(stamp, "front_camera", width=64, height=48, seed=7)
+        probe.publish("/onnx/front/image", image)
+        caption = probe.caption_for("/onnx/front/caption", stamp, timeout=60)
+        assert caption["backend"] == "onnxruntime"
+        assert caption["caption"] == torch_captioner.caption(
+            [image_to_rgb(image.encoding, image.height, image.width, image.step, image.data)], prompt="a picture of")[0]
+    finally:
+        probe.destroy()
+        rclpy.shutdown()
+        assert node.stop() == 0, node.output()
+        assert "Traceback" not in node.output(), node.output()
