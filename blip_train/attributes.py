@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from blip_train.bdd100k import UNDEFINED
+from blip_train.captions import group_boxes
 
 AMBIGUOUS = "ambiguous"
 
@@ -82,3 +83,102 @@ def attribute_correct(caption: str, key: str, reference: str) -> bool | None:
     if reference == UNDEFINED:
         return None
     return detect_attribute(caption, key) == reference
+
+
+# --- aggregate scoring over a set of frames -------------------------------------------------------------------------
+
+ATTRIBUTE_KEYS = ("timeofday", "weather", "scene")
+
+
+def labelled_categories(frame) -> set[str]:
+    """Object classes a correct caption names: those of the boxes the caption grammar mentions (not tiny ones)."""
+    return {category for category, _ in group_boxes(frame.boxes) if category in OBJECT_PATTERNS}
+
+
+def _rate(numerator: int, denominator: int) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def score_attribute(captions, references, key: str) -> dict:
+    """Accuracy of one attribute over frames whose reference is defined, with the majority-class rate beside it.
+
+    `per_value` gives accuracy (recall) and support per reference value; `confusion` counts what was stated
+    for each reference value (`none` when nothing, `ambiguous` when several values).
+    """
+    per_value: dict[str, list[int]] = {}
+    confusion: dict[str, dict[str, int]] = {}
+    correct = stated = total = 0
+    for caption, reference in zip(captions, references, strict=True):
+        if reference == UNDEFINED:
+            continue
+        predicted = detect_attribute(caption, key)
+        hit = predicted == reference
+        total += 1
+        correct += hit
+        stated += predicted not in (None, AMBIGUOUS)
+        counts = per_value.setdefault(reference, [0, 0])
+        counts[0] += hit
+        counts[1] += 1
+        row = confusion.setdefault(reference, {})
+        label = predicted or "none"
+        row[label] = row.get(label, 0) + 1
+    majority_value, majority_support = max(per_value.items(), key=lambda kv: (kv[1][1], kv[0]),
+                                           default=(None, [0, 0]))
+    return {
+        "accuracy": _rate(correct, total),
+        "support": total,
+        "majority_value": majority_value,
+        "majority_rate": _rate(majority_support[1], total),
+        "stated_rate": _rate(stated, total),
+        "per_value": {value: {"accuracy": _rate(hits, n), "support": n}
+                      for value, (hits, n) in sorted(per_value.items(), key=lambda kv: -kv[1][1])},
+        "confusion": confusion,
+    }
+
+
+def score_objects(captions, frames) -> dict:
+    """Object-class mentions against the labelled visible classes: micro recall and precision, and per class.
+
+    Frames without object labels (tagging files) are not scored.
+    """
+    per_class = {category: {"labelled": 0, "found": 0, "mentioned": 0, "correct_mentions": 0}
+                 for category in OBJECT_PATTERNS}
+    exact = frames_scored = 0
+    for caption, frame in zip(captions, frames, strict=True):
+        if not frame.has_object_labels:
+            continue
+        frames_scored += 1
+        labelled = labelled_categories(frame)
+        mentioned = mentioned_categories(caption)
+        exact += labelled == mentioned
+        for category in labelled:
+            per_class[category]["labelled"] += 1
+            per_class[category]["found"] += category in mentioned
+        for category in mentioned:
+            per_class[category]["mentioned"] += 1
+            per_class[category]["correct_mentions"] += category in labelled
+    labelled_total = sum(c["labelled"] for c in per_class.values())
+    found_total = sum(c["found"] for c in per_class.values())
+    mentioned_total = sum(c["mentioned"] for c in per_class.values())
+    correct_total = sum(c["correct_mentions"] for c in per_class.values())
+    return {
+        "recall": _rate(found_total, labelled_total),
+        "precision": _rate(correct_total, mentioned_total),
+        "exact_set_rate": _rate(exact, frames_scored),
+        "frames": frames_scored,
+        "per_class": {
+            category: {"recall": _rate(c["found"], c["labelled"]), "support": c["labelled"],
+                       "precision": _rate(c["correct_mentions"], c["mentioned"]), "mentioned": c["mentioned"]}
+            for category, c in per_class.items() if c["labelled"] or c["mentioned"]
+        },
+    }
+
+
+def score_captions(captions, frames) -> dict:
+    """Attribute accuracies (time of day, weather, scene) and object mentions of captions of `frames`."""
+    if len(captions) != len(frames):
+        raise ValueError(f"{len(captions)} captions for {len(frames)} frames")
+    scores = {key: score_attribute(captions, [getattr(frame, key) for frame in frames], key)
+              for key in ATTRIBUTE_KEYS}
+    scores["objects"] = score_objects(captions, frames)
+    return scores

@@ -18,6 +18,7 @@ import argparse
 import itertools
 import json
 import sys
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -183,7 +184,7 @@ class SceneRenderer:
         return self._backgrounds[key]
 
     def _draw_background(self, scene: str, timeofday: str, weather: str) -> np.ndarray:
-        rng = np.random.default_rng(abs(hash(("bg", scene, timeofday, weather))) % 2**32)
+        rng = np.random.default_rng(zlib.crc32(f"{scene}|{timeofday}|{weather}".encode()))
         img = np.empty((HEIGHT, WIDTH, 3), np.float32)
         top, bottom = (np.array(c, np.float32) for c in _SKY[timeofday])
         if weather in ("overcast", "rainy", "snowy", "foggy"):

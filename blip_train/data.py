@@ -1,0 +1,361 @@
+"""BDD100K split -> (image, caption) pairs the model trains and is scored on.
+
+Frames come from `bdd100k.load_frames`, captions from `captions.caption_frame`. Images are decoded with OpenCV and
+resized once to the model's input size (area interpolation, like PIL's antialiased resize in BlipImageProcessor),
+then kept in a uint8 memmap cache keyed by the file list, the files' sizes and mtimes, and the size. Normalisation
+(processor mean/std) happens per batch in the collator, so the processor never sees 1280x720 frames in the loop.
+
+Missing or undecodable images raise `ImageReadError` naming the file; with `max_bad_image_fraction > 0` they are
+skipped, counted and reported instead, up to that share of the split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from blip_train.bdd100k import FrameRecord, LabelFormatError, LoadReport, find_label_file, image_path, load_frames
+from blip_train.captions import caption_frame
+
+CACHE_VERSION = 1
+
+
+class DataError(ValueError):
+    """A dataset problem a user can fix (missing root, bad images); the message names the path."""
+
+
+class ImageReadError(DataError):
+    """An image that is missing or cannot be decoded."""
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "blip_train"
+
+
+def read_image(path: str | Path, size: tuple[int, int]) -> np.ndarray:
+    """RGB uint8 array of shape (height, width, 3), resized from the file at `path`."""
+    path = Path(path)
+    height, width = size
+    # JPEG can decode at 1/2, 1/4, 1/8 scale directly: much faster when the model input is small.
+    flag = cv2.IMREAD_COLOR
+    for factor, reduced in ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
+                            (2, cv2.IMREAD_REDUCED_COLOR_2)):
+        if 720 // factor >= height and 1280 // factor >= width:
+            flag = reduced
+            break
+    image = cv2.imread(str(path), flag)
+    if image is None:
+        if not path.is_file():
+            raise ImageReadError(f"{path}: image not found")
+        raise ImageReadError(f"{path}: cannot decode image (corrupt, truncated or not an image)")
+    if flag != cv2.IMREAD_COLOR and (image.shape[0] < height or image.shape[1] < width):
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)  # an unusually small frame: decode at full size
+    image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+@dataclass
+class ImageSet:
+    """Resized images of a list of files: a memmap cache or decoding on demand. Picklable for loader workers."""
+
+    paths: list[Path]
+    size: tuple[int, int]
+    cache_file: Path | None = None
+    _array: np.ndarray | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if self.cache_file is None:
+            return read_image(self.paths[index], self.size)
+        if self._array is None:
+            self._array = np.load(self.cache_file, mmap_mode="r")
+        return np.array(self._array[index])
+
+    def __getstate__(self):
+        return {**self.__dict__, "_array": None}
+
+
+@dataclass
+class CaptionSplit:
+    """The usable frames of one split with their captions and images; skipped frames are listed, not hidden."""
+
+    root: Path
+    split: str
+    label_file: Path
+    frames: list[FrameRecord]
+    captions: list[str]
+    images: ImageSet
+    report: LoadReport
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (image path, reason)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def summary(self) -> str:
+        text = f"{self.split}: {len(self.frames)} frames from {self.label_file}"
+        if self.skipped:
+            text += f", {len(self.skipped)} unreadable images skipped"
+        return text
+
+
+def load_caption_split(
+    root: str | Path,
+    split: str,
+    size: tuple[int, int],
+    caption_seed: int = 0,
+    max_frames: int | None = None,
+    cache_images: bool = True,
+    cache_dir: str | Path | None = None,
+    workers: int = 2,
+    max_bad_image_fraction: float = 0.0,
+    progress: bool = False,
+) -> CaptionSplit:
+    """Frames, captions and (cached) images of `split` under a BDD100K root."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: data root not found (expected images/100k/{{split}}/ and labels/ below it)")
+    try:
+        label_file = find_label_file(root, split)
+        frames, report = load_frames(label_file)
+    except LabelFormatError as exc:
+        raise DataError(str(exc)) from None
+    if not frames:
+        raise DataError(f"{label_file}: no frames in the label file")
+    if max_frames is not None:
+        frames = frames[:max_frames]
+    paths = [image_path(root, split, frame.name) for frame in frames]
+    images, bad = prepare_images(paths, size, cache_images=cache_images, cache_dir=cache_dir, workers=workers,
+                                 max_bad_fraction=max_bad_image_fraction,
+                                 desc=f"caching {split} images", progress=progress)
+    if bad:
+        bad_indices = {index for index, _ in bad}
+        frames = [frame for i, frame in enumerate(frames) if i not in bad_indices]
+        images = _subset(images, [i for i in range(len(paths)) if i not in bad_indices])
+    captions = [caption_frame(frame, caption_seed) for frame in frames]
+    skipped = [(str(paths[index]), reason) for index, reason in bad]
+    return CaptionSplit(root, split, label_file, frames, captions, images, report, skipped)
+
+
+def _subset(images: ImageSet, keep: list[int]) -> ImageSet:
+    if images.cache_file is None:
+        return ImageSet([images.paths[i] for i in keep], images.size)
+    return _IndexedImageSet([images.paths[i] for i in keep], images.size, images.cache_file, rows=keep)
+
+
+@dataclass
+class _IndexedImageSet(ImageSet):
+    """A cache whose usable rows are a subset (frames with bad images removed)."""
+
+    rows: list[int] = field(default_factory=list)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if self._array is None:
+            self._array = np.load(self.cache_file, mmap_mode="r")
+        return np.array(self._array[self.rows[index]])
+
+
+def _cache_key(paths: Sequence[Path], size: tuple[int, int]) -> str:
+    digest = hashlib.sha1(f"v{CACHE_VERSION}:{size[0]}x{size[1]}".encode())
+    for path in paths:
+        try:
+            stat = path.stat()
+            stamp = f"{stat.st_size}:{stat.st_mtime_ns}"
+        except OSError:
+            stamp = "missing"
+        digest.update(f"\n{path.resolve()}:{stamp}".encode())
+    return digest.hexdigest()[:20]
+
+
+def _check_bad(bad: list[tuple[int, str]], total: int, max_fraction: float) -> None:
+    if not bad:
+        return
+    if max_fraction <= 0.0:
+        raise ImageReadError(bad[0][1])
+    if len(bad) > max_fraction * total:
+        listed = "\n  ".join(reason for _, reason in bad[:5])
+        raise ImageReadError(f"{len(bad)} of {total} images are unreadable, more than --max_bad_image_fraction "
+                             f"{max_fraction}:\n  {listed}" + ("\n  ..." if len(bad) > 5 else ""))
+
+
+def prepare_images(
+    paths: Sequence[Path],
+    size: tuple[int, int],
+    cache_images: bool = True,
+    cache_dir: str | Path | None = None,
+    workers: int = 2,
+    max_bad_fraction: float = 0.0,
+    desc: str = "caching images",
+    progress: bool = False,
+) -> tuple[ImageSet, list[tuple[int, str]]]:
+    """The images of `paths` at `size`, plus (index, reason) of those that could not be read."""
+    paths = [Path(p) for p in paths]
+    if not cache_images:  # only missing files can be found up front; a corrupt one fails when first read
+        bad = [(i, f"{p}: image not found") for i, p in enumerate(paths) if not p.is_file()]
+        _check_bad(bad, len(paths), max_bad_fraction)
+        return ImageSet(paths, size), bad
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    key = _cache_key(paths, size)
+    cache_file, index_file = cache_dir / f"images-{key}.npy", cache_dir / f"images-{key}.json"
+    if cache_file.is_file() and index_file.is_file():
+        bad = [(int(i), reason) for i, reason in json.loads(index_file.read_text(encoding="utf-8"))["bad"]]
+        _check_bad(bad, len(paths), max_bad_fraction)
+        return ImageSet(paths, size, cache_file), bad
+    tmp = cache_file.with_name(f"{cache_file.stem}.{os.getpid()}.tmp.npy")
+    array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), size[0], size[1], 3))
+    bad: list[tuple[int, str]] = []
+
+    def load(index: int) -> tuple[int, np.ndarray | None, str | None]:
+        try:
+            return index, read_image(paths[index], size), None
+        except ImageReadError as exc:
+            return index, None, str(exc)
+
+    try:
+        with ThreadPoolExecutor(max_workers=max(workers, 1)) as pool:
+            results = pool.map(load, range(len(paths)))
+            for index, image, reason in tqdm(results, total=len(paths), desc=desc, unit="img", disable=not progress,
+                                             mininterval=1.0):
+                if image is None:
+                    bad.append((index, reason))
+                    if max_bad_fraction <= 0.0 or len(bad) > max_bad_fraction * len(paths):
+                        _check_bad(bad, len(paths), max_bad_fraction)
+                    array[index] = 0
+                else:
+                    array[index] = image
+        array.flush()
+        del array
+        tmp.replace(cache_file)
+        index_file.write_text(json.dumps({"size": list(size), "frames": len(paths), "bad": bad}), encoding="utf-8")
+    finally:
+        tmp.unlink(missing_ok=True)
+    return ImageSet(paths, size, cache_file), bad
+
+
+# --- batches --------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """What the processor would do to pixels: size, rescale factor and mean/std."""
+
+    size: tuple[int, int]
+    rescale: float
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    @classmethod
+    def from_processor(cls, processor) -> ImageSpec:
+        image_processor = processor.image_processor
+        size = image_processor.size
+        height, width = (size["height"], size["width"]) if "height" in size else (size["shortest_edge"],) * 2
+        rescale = image_processor.rescale_factor if image_processor.do_rescale else 1.0
+        if image_processor.do_normalize:
+            mean, std = tuple(image_processor.image_mean), tuple(image_processor.image_std)
+        else:
+            mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+        return cls((int(height), int(width)), float(rescale), mean, std)
+
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, H, W, 3) -> float (B, 3, H, W) as the processor's pixel_values."""
+        pixels = images.permute(0, 3, 1, 2).float() * self.rescale
+        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
+        std = torch.tensor(self.std).view(1, 3, 1, 1)
+        return (pixels - mean) / std
+
+
+class CaptionDataset(torch.utils.data.Dataset):
+    """Items: {"image": uint8 HxWx3 tensor, "caption": str, "index": int}."""
+
+    def __init__(self, images: ImageSet, captions: Sequence[str] | None = None):
+        if captions is not None and len(captions) != len(images):
+            raise ValueError(f"{len(captions)} captions for {len(images)} images")
+        self.images = images
+        self.captions = captions
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> dict:
+        item = {"image": torch.from_numpy(self.images[index]), "index": index}
+        if self.captions is not None:
+            item["caption"] = self.captions[index]
+        return item
+
+
+def prompt_length(tokenizer, prompt: str) -> int:
+    """Tokens the prompt takes at the start of a tokenized caption: [CLS]/[DEC] plus its words, not its [SEP]."""
+    return len(tokenizer(prompt, add_special_tokens=True).input_ids) - 1
+
+
+class CaptionCollator:
+    """Batches for BlipForConditionalGeneration, the LAVIS way.
+
+    Text is `prompt + caption`; `input_ids[:, 0]` becomes the decoder's bos token ([DEC]); labels copy input_ids
+    with padding and prompt tokens set to -100, so the loss covers the caption and its closing [SEP] only.
+    """
+
+    def __init__(self, spec: ImageSpec, tokenizer=None, bos_token_id: int | None = None, prompt: str = "",
+                 max_length: int = 128, with_text: bool = True):
+        self.spec = spec
+        self.tokenizer = tokenizer
+        self.bos_token_id = bos_token_id
+        self.prompt = prompt
+        self.max_length = max_length
+        self.with_text = with_text
+        if with_text:
+            if tokenizer is None or bos_token_id is None:
+                raise ValueError("a text collator needs the tokenizer and the decoder's bos token id")
+            self.prompt_length = prompt_length(tokenizer, prompt)
+            if self.prompt_length >= max_length:
+                raise ValueError(f"the prompt {prompt!r} fills all {max_length} tokens of max_text_length")
+
+    def __call__(self, items: Sequence[dict]) -> dict[str, torch.Tensor]:
+        batch = {"pixel_values": self.spec.normalise(torch.stack([item["image"] for item in items]))}
+        if not self.with_text:
+            batch["index"] = torch.tensor([item["index"] for item in items])
+            return batch
+        texts = [self.prompt + item["caption"] for item in items]
+        tokens = self.tokenizer(texts, padding="longest", truncation=True, max_length=self.max_length,
+                                return_tensors="pt")
+        input_ids = tokens.input_ids.clone()
+        input_ids[:, 0] = self.bos_token_id
+        labels = input_ids.masked_fill(input_ids == self.tokenizer.pad_token_id, -100)
+        labels[:, :self.prompt_length] = -100
+        batch.update(input_ids=input_ids, attention_mask=tokens.attention_mask, labels=labels)
+        return batch
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """A shuffled order that depends only on (seed, epoch), so a resumed run sees the batches it would have seen."""
+
+    def __init__(self, length: int, seed: int, shuffle: bool = True):
+        self.length = length
+        self.seed = seed
+        self.shuffle = shuffle
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self):
+        if not self.shuffle:
+            return iter(range(self.length))
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.length, generator=generator).tolist())

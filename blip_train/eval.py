@@ -1,0 +1,252 @@
+"""Caption a split with a BLIP model and score it: `blip-eval --checkpoint DIR [--baseline MODEL]`.
+
+Writes, to --out (default: the checkpoint directory):
+    metrics.json            BLEU-1..4, METEOR, ROUGE-L, CIDEr (pycocoevalcap; SPICE left out: it needs the network),
+                            time of day / weather / scene accuracy with per-value breakdown and majority-class rate,
+                            object-class mention recall and precision
+    captions.jsonl          per frame: name, reference, caption, the attributes stated
+With --baseline MODEL also metrics_baseline.json, captions_baseline.jsonl and report/ (HTML + PNG before/after).
+Data root, split, prompt and caption seed default to those in the checkpoint's training_config.yaml.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from blip_train.attributes import detect_attributes
+from blip_train.captions import caption_frame
+from blip_train.checkpoint import TRAINER_STATE, TRAINING_CONFIG, CheckpointError, load_blip, quiet_transformers
+from blip_train.config import (
+    ConfigError,
+    EvalSettings,
+    GenerationSettings,
+    TrainingConfig,
+    config_from_dict,
+    load_recipe,
+    parse_config_explicit,
+)
+from blip_train.data import CaptionCollator, CaptionDataset, CaptionSplit, DataError, ImageSet, ImageSpec
+from blip_train.metrics import evaluate_captions
+
+_SPACE_BEFORE_PUNCT = re.compile(r"\s+([.,;:!?])")
+_SPACED_HYPHEN = re.compile(r"\s*-\s*")
+_SENTENCE_START = re.compile(r"(^|[.!?]\s+)([a-z])")
+
+
+def tidy_caption(text: str) -> str:
+    """WordPiece decoding spaces out punctuation ("two cars , one ahead ."); write it as a sentence instead."""
+    text = _SPACED_HYPHEN.sub("-", _SPACE_BEFORE_PUNCT.sub(r"\1", text.strip()))
+    text = _SENTENCE_START.sub(lambda m: m.group(1) + m.group(2).upper(), text)
+    return text.replace(" i ", " I ")
+
+
+def model_image_spec(model, processor) -> ImageSpec:
+    """The processor's pixel transform at the size the model's vision tower expects."""
+    spec = ImageSpec.from_processor(processor)
+    size = int(model.config.vision_config.image_size)
+    return replace(spec, size=(size, size))
+
+
+@torch.no_grad()
+def generate_captions(model, processor, images: ImageSet, prompt: str = "", max_new_tokens: int = 96,
+                      num_beams: int = 1, batch_size: int = 64, device: torch.device | str | None = None,
+                      progress: bool = False, desc: str = "captioning") -> list[str]:
+    """One caption per image, the prompt stripped; batched, greedy unless num_beams > 1."""
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    tokenizer = processor.tokenizer
+    prompt_ids = torch.tensor([tokenizer(prompt).input_ids], device=device)
+    kept = prompt_ids.shape[1] - 1  # generate drops the prompt's trailing [SEP]
+    max_new_tokens = min(max_new_tokens, model.config.text_config.max_position_embeddings - kept)
+    loader = torch.utils.data.DataLoader(CaptionDataset(images), batch_size=batch_size, shuffle=False,
+                                         collate_fn=CaptionCollator(model_image_spec(model, processor),
+                                                                    with_text=False))
+    captions: list[str] = []
+    try:
+        for batch in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
+            pixel_values = batch["pixel_values"].to(device)
+            input_ids = prompt_ids.repeat(pixel_values.shape[0], 1)
+            output = model.generate(pixel_values=pixel_values, input_ids=input_ids,
+                                    max_new_tokens=max_new_tokens, num_beams=num_beams)
+            texts = tokenizer.batch_decode(output[:, kept:], skip_special_tokens=True)
+            captions.extend(tidy_caption(text) for text in texts)
+    finally:
+        model.train(was_training)
+    return captions
+
+
+def reference_captions(split: CaptionSplit, caption_seed: int, per_frame: int) -> list[list[str]]:
+    """The training caption plus other phrasings of the same facts (seeds caption_seed+1, +2 ...)."""
+    return [[caption] + [caption_frame(frame, caption_seed + k) for k in range(1, per_frame)]
+            for caption, frame in zip(split.captions, split.frames, strict=True)]
+
+
+def score_split(captions: Sequence[str], split: CaptionSplit, caption_seed: int, references_per_frame: int = 5,
+                meteor: bool = True, ptb: bool = True) -> dict:
+    refs = reference_captions(split, caption_seed, references_per_frame)
+    metrics = evaluate_captions(captions, refs, split.frames, meteor=meteor, ptb=ptb)
+    metrics["references_per_frame"] = references_per_frame
+    return metrics
+
+
+def caption_rows(captions: Sequence[str], split: CaptionSplit) -> list[dict]:
+    return [{"name": frame.name, "reference": reference, "caption": caption,
+             "labels": frame.attributes, "stated": detect_attributes(caption)}
+            for caption, reference, frame in zip(captions, split.captions, split.frames, strict=True)]
+
+
+def write_jsonl(path: Path, rows: Sequence[dict]) -> None:
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def evaluate_model(model, processor, split: CaptionSplit, generation: GenerationSettings, caption_seed: int,
+                   model_name: str, references_per_frame: int = 5, progress: bool = False,
+                   prompt: str | None = None) -> tuple[dict, list[str]]:
+    """Caption every frame of `split` and score the captions: (metrics dict, captions)."""
+    prompt = generation.prompt if prompt is None else prompt
+    start = time.perf_counter()
+    captions = generate_captions(model, processor, split.images, prompt=prompt,
+                                 max_new_tokens=generation.max_new_tokens, num_beams=generation.num_beams,
+                                 batch_size=generation.eval_batch_size, progress=progress,
+                                 desc=f"captioning with {Path(model_name).name or model_name}")
+    generation_s = time.perf_counter() - start
+    metrics = {"model": model_name, "data_root": str(split.root), "split": split.split,
+               "skipped_images": [path for path, _ in split.skipped],
+               "generation": {"prompt": prompt, "max_new_tokens": generation.max_new_tokens,
+                              "num_beams": generation.num_beams, "seconds": round(generation_s, 2)},
+               **score_split(captions, split, caption_seed, references_per_frame)}
+    return metrics, captions
+
+
+def format_summary(metrics: dict, baseline: dict | None = None) -> str:
+    """A small plain-text table: each figure, the baseline's, and the majority-class rate for attributes."""
+    lines = []
+    header = f"{'':26}{'fine-tuned':>11}" + (f"{'baseline':>11}" if baseline else "") + f"{'majority':>11}"
+    lines.append(header)
+
+    def fmt(value: float | None) -> str:
+        return f"{value:11.3f}" if value is not None else f"{'-':>11}"
+
+    names = {"timeofday": "time-of-day accuracy", "weather": "weather accuracy", "scene": "scene accuracy"}
+    for key, label in names.items():
+        row = f"{label:26}{fmt(metrics[key]['accuracy'])}"
+        if baseline:
+            row += fmt(baseline[key]["accuracy"])
+        lines.append(row + fmt(metrics[key]["majority_rate"]))
+    for key, label in (("recall", "object-mention recall"), ("precision", "object-mention precision")):
+        lines.append(f"{label:26}{fmt(metrics['objects'][key])}" + (fmt(baseline["objects"][key]) if baseline else ""))
+    for name, value in metrics["captioning"].items():
+        lines.append(f"{name:26}{fmt(value)}" + (fmt(baseline["captioning"][name]) if baseline else ""))
+    return "\n".join(lines)
+
+
+def _checkpoint_training_config(checkpoint: str) -> TrainingConfig | None:
+    path = Path(checkpoint) / TRAINING_CONFIG
+    if not path.is_file():
+        return None
+    return config_from_dict(TrainingConfig, load_recipe(path), str(path))
+
+
+def run(settings: EvalSettings, explicit: set[str], progress: bool = True) -> dict:
+    """Evaluate the checkpoint (and the baseline), write metrics, captions and the report; returns metrics."""
+    from blip_train.data import load_caption_split
+    from blip_train.report import write_report
+
+    options = settings.eval
+    data, generation = settings.data, settings.generation
+    trained = _checkpoint_training_config(options.checkpoint)
+    if trained is not None:  # unset flags follow what the model was trained with
+        data = replace(trained.data, **{k: getattr(data, k) for k in vars(data) if k in explicit})
+        generation = replace(trained.generation,
+                             **{k: getattr(generation, k) for k in vars(generation) if k in explicit})
+    if not data.data_root:
+        raise ConfigError("--data_root is required (the checkpoint's training_config.yaml names none)")
+    out_dir = Path(options.out or options.checkpoint)
+    if not Path(options.checkpoint).exists() and options.out is None:
+        out_dir = Path("runs") / "eval"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model, processor = load_blip(options.checkpoint, "--checkpoint")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    split = load_caption_split(data.data_root, data.val_split, model_image_spec(model, processor).size,
+                               caption_seed=data.caption_seed, max_frames=options.max_frames,
+                               cache_images=data.cache_images, cache_dir=data.cache_dir, workers=data.num_workers,
+                               max_bad_image_fraction=data.max_bad_image_fraction, progress=progress)
+    metrics, captions = evaluate_model(model, processor, split, generation, data.caption_seed, options.checkpoint,
+                                       data.references_per_frame, progress=progress)
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    write_jsonl(out_dir / "captions.jsonl", caption_rows(captions, split))
+    result = {"metrics": metrics, "metrics_file": str(out_dir / "metrics.json"), "baseline": None, "report": None}
+    if options.baseline:
+        del model
+        base_model, base_processor = load_blip(options.baseline, "--baseline")
+        base_model.to(device)
+        base_split = split
+        base_size = model_image_spec(base_model, base_processor).size
+        if base_size != split.images.size:
+            base_split = load_caption_split(data.data_root, data.val_split, base_size, caption_seed=data.caption_seed,
+                                            max_frames=options.max_frames, cache_images=data.cache_images,
+                                            cache_dir=data.cache_dir, workers=data.num_workers,
+                                            max_bad_image_fraction=data.max_bad_image_fraction, progress=progress)
+            if [f.name for f in base_split.frames] != [f.name for f in split.frames]:
+                raise DataError(f"{data.data_root}: the baseline's image size left a different set of readable "
+                                "frames; compare on a split without unreadable images")
+        prompt = generation.prompt if options.baseline_prompt is None else options.baseline_prompt
+        base_metrics, base_captions = evaluate_model(base_model, base_processor, base_split, generation,
+                                                     data.caption_seed, options.baseline, data.references_per_frame,
+                                                     progress=progress, prompt=prompt)
+        (out_dir / "metrics_baseline.json").write_text(json.dumps(base_metrics, indent=2) + "\n", encoding="utf-8")
+        write_jsonl(out_dir / "captions_baseline.jsonl", caption_rows(base_captions, base_split))
+        log_file = options.train_log or _log_file_of(options.checkpoint)
+        report = write_report(out_dir / "report", split, captions, base_captions, metrics, base_metrics,
+                              log_file=log_file, samples=options.report_samples,
+                              names=(Path(options.checkpoint).name, Path(options.baseline).name or options.baseline))
+        result.update(baseline=base_metrics, report=report)
+    return result
+
+
+def _log_file_of(checkpoint: str) -> str | None:
+    path = Path(checkpoint) / TRAINER_STATE
+    if path.is_file():
+        try:
+            log = json.loads(path.read_text(encoding="utf-8")).get("log_file")
+        except ValueError:
+            return None
+        if log and Path(log).is_file():
+            return log
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    quiet_transformers()
+    try:
+        settings, explicit = parse_config_explicit(EvalSettings, argv, prog="blip-eval",
+                                                   description=__doc__.split("\n\n")[0])
+        result = run(settings, explicit)
+    except (ConfigError, DataError, CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_summary(result["metrics"], result["baseline"]))
+    print(f"metrics: {result['metrics_file']}")
+    if result["report"]:
+        print(f"report: {result['report']['html']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,458 @@
+"""Fine-tune BLIP on BDD100K-derived captions: `blip-train --data_root ROOT [--config recipe.yaml] [flags]`.
+
+Shape as litgpt's finetune scripts: `main` parses and reports, `setup` builds the accelerator, model, data and
+optimizer, `fit` runs the loop, `validate` scores the model. Accelerate does precision and distribution, so
+`accelerate launch -m blip_train.train ...` or `torchrun --nproc_per_node N -m blip_train.train ...` trains with DDP
+unchanged. Captions follow LAVIS: the decoder starts from the bos token [DEC], the prompt ("a picture of ") and
+padding are masked out of the loss. Validation (CIDEr, attribute accuracy, loss) runs on the main process every
+`--eval_every` steps or at each epoch end; it writes checkpoints/last (resumable) and checkpoints/best (best CIDEr).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from blip_train.checkpoint import (
+    CheckpointError,
+    TrainerState,
+    begin_checkpoint,
+    commit_checkpoint,
+    load_blip,
+    load_training_state,
+    quiet_transformers,
+    staging_dir,
+    write_checkpoint,
+    write_rng_state,
+)
+from blip_train.config import ARCHITECTURES, ConfigError, TrainingConfig, parse_config
+from blip_train.data import (
+    CaptionCollator,
+    CaptionDataset,
+    CaptionSplit,
+    DataError,
+    EpochSampler,
+    load_caption_split,
+)
+from blip_train.eval import generate_captions, model_image_spec, score_split
+
+LOG_FILE = "train_log.jsonl"
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    last: Path
+    best: Path | None
+    log_file: Path
+    state: TrainerState
+    seconds: float
+    stopped_early: bool = False
+    history: list[dict] = field(default_factory=list)  # validation records of this invocation
+
+
+@dataclass
+class _Run:
+    """What setup builds and fit uses."""
+
+    config: TrainingConfig
+    accelerator: object
+    model: torch.nn.Module
+    processor: object
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    train_loader: torch.utils.data.DataLoader
+    sampler: EpochSampler
+    train_split: CaptionSplit
+    val_split: CaptionSplit
+    collator: CaptionCollator
+    state: TrainerState
+    steps_per_epoch: int
+    total_steps: int
+    out_dir: Path
+    log_file: Path
+    say: Callable[[str], None]
+
+
+# --- setup ----------------------------------------------------------------------------------------------------------
+
+
+def lr_lambda(total_steps: int, warmup_steps: int, schedule: str, min_ratio: float) -> Callable[[int], float]:
+    """Linear warm-up to the peak, then cosine / linear decay to `min_ratio` of it (or constant)."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / (warmup_steps + 1)
+        if schedule == "constant":
+            return 1.0
+        progress = min((step - warmup_steps) / max(total_steps - warmup_steps, 1), 1.0)
+        decay = 0.5 * (1 + math.cos(math.pi * progress)) if schedule == "cosine" else 1 - progress
+        return min_ratio + (1 - min_ratio) * decay
+
+    return factor
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on weight matrices only, not on biases and norm scales (as LAVIS)."""
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if param.requires_grad:
+            (no_decay if param.ndim < 2 else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def resolve_resume(config: TrainingConfig) -> Path | None:
+    resume = config.train.resume
+    if not resume:
+        return None
+    if resume == "auto":
+        last = Path(config.train.out_dir) / "checkpoints" / "last"
+        return last if last.is_dir() else None
+    path = Path(resume)
+    if not path.is_dir():
+        raise CheckpointError(f"--resume {resume}: checkpoint directory not found")
+    return path
+
+
+def build_model(config: TrainingConfig, resume_dir: Path | None, out_dir: Path, accelerator):
+    """(model, processor): from the resumed checkpoint, built from scratch (--arch), or loaded from --model."""
+    if resume_dir is not None:
+        return load_blip(str(resume_dir), "--resume")
+    if config.model.arch is None:
+        return load_blip(config.model.model, "--model")
+    from blip_train.captions import caption_vocabulary
+    from blip_train.modeling import build_blip
+
+    init_dir = out_dir / "init"
+    if accelerator.is_main_process:  # the untrained model stays on disk: the demo's "before" baseline
+        words = caption_vocabulary() + config.generation.prompt.lower().split()
+        build_blip(words, init_dir, ARCHITECTURES[config.model.arch], seed=config.train.seed)
+    accelerator.wait_for_everyone()
+    return load_blip(str(init_dir), "--arch")
+
+
+def setup(config: TrainingConfig, say: Callable[[str], None] = tqdm.write) -> _Run:
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+    from accelerate.utils import set_seed
+
+    if not config.data.data_root:
+        raise ConfigError("--data_root is required: a BDD100K root with images/100k/ and labels/")
+    if config.optim.precision == "fp16" and not torch.cuda.is_available():
+        raise ConfigError("--precision fp16 needs a CUDA device; use bf16 or no on CPU")
+    # Accelerate distributes over CPU processes (gloo) only when told to run on the CPU: a torchrun/accelerate
+    # launch on a machine without CUDA would otherwise train N independent copies.
+    cpu_ddp = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    # Accelerate keeps precision settings in a process-wide singleton; a second train() in the same process (the
+    # demo, tests, notebooks) may ask for other ones. The distributed state (PartialState) is kept.
+    AcceleratorState._reset_state(reset_partial_state=False)
+    accelerator = Accelerator(mixed_precision=config.optim.precision, cpu=cpu_ddp,
+                              gradient_accumulation_steps=config.optim.grad_accum)
+    if not accelerator.is_main_process:
+        say = _silent
+    out_dir = Path(config.train.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    resume_dir = resolve_resume(config)
+    state = TrainerState.load(resume_dir) if resume_dir else TrainerState()
+    set_seed(config.train.seed)
+    model, processor = build_model(config, resume_dir, out_dir, accelerator)
+    if config.optim.label_smoothing is not None:
+        model.config.text_config.label_smoothing = config.optim.label_smoothing
+        model.text_decoder.label_smoothing = config.optim.label_smoothing
+    spec = model_image_spec(model, processor)
+    if config.data.image_size is not None and config.data.image_size != spec.size[0]:
+        raise ConfigError(f"--image_size {config.data.image_size} differs from the model's vision input "
+                          f"{spec.size[0]} px; leave it unset or pick a model built for that size")
+    data = config.data
+    with accelerator.main_process_first():  # one process builds the image caches, the others reuse them
+        splits = [load_caption_split(data.data_root, split, spec.size, caption_seed=data.caption_seed,
+                                     max_frames=limit, cache_images=data.cache_images, cache_dir=data.cache_dir,
+                                     workers=data.num_workers, max_bad_image_fraction=data.max_bad_image_fraction,
+                                     progress=config.train.progress and accelerator.is_main_process)
+                  for split, limit in ((data.train_split, data.max_train_frames),
+                                       (data.val_split, data.max_val_frames))]
+    train_split, val_split = splits
+    for split in splits:
+        say(split.summary())
+        for line in split.report.warnings():
+            say(f"warning: {line}")
+        for path, reason in split.skipped[:5]:
+            say(f"warning: skipped {path}: {reason}")
+    bos = model.config.text_config.bos_token_id
+    max_length = min(data.max_text_length, model.config.text_config.max_position_embeddings)
+    if max_length < data.max_text_length:
+        say(f"note: captions truncated to {max_length} tokens, the model's max_position_embeddings")
+    collator = CaptionCollator(spec, processor.tokenizer, bos, config.generation.prompt, max_length)
+    sampler = EpochSampler(len(train_split), config.train.seed)
+    train_loader = torch.utils.data.DataLoader(
+        CaptionDataset(train_split.images, train_split.captions), batch_size=config.train.batch_size,
+        sampler=sampler, collate_fn=collator, num_workers=data.num_workers, drop_last=False,
+        persistent_workers=data.num_workers > 0)
+    optimizer = torch.optim.AdamW(_param_groups(model, config.optim.weight_decay), lr=config.optim.lr)
+    model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
+    steps_per_epoch = math.ceil(len(train_loader) / config.optim.grad_accum)
+    total_steps = steps_per_epoch * config.train.epochs
+    if config.train.max_steps is not None:
+        total_steps = min(total_steps, config.train.max_steps)
+    warmup = config.optim.warmup_steps or int(config.optim.warmup_ratio * total_steps)
+    # Not passed to accelerator.prepare: it would step the schedule once per process per optimizer step.
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda(total_steps, warmup, config.optim.schedule, config.optim.min_lr_ratio))
+    if resume_dir is not None:
+        load_training_state(resume_dir, optimizer, scheduler, accelerator.process_index)
+        say(f"resumed from {resume_dir} at step {state.global_step} (epoch {state.epoch + 1}, "
+            f"batch {state.batch_in_epoch})")
+    log_file = out_dir / LOG_FILE
+    if accelerator.is_main_process:
+        _truncate_log(log_file, state.global_step)
+    state.log_file = str(log_file)
+    return _Run(config, accelerator, model, processor, optimizer, scheduler, train_loader, sampler, train_split,
+                val_split, collator, state, steps_per_epoch, total_steps, out_dir, log_file, say)
+
+
+def _silent(_: str) -> None:
+    pass
+
+
+def _truncate_log(log_file: Path, step: int) -> None:
+    """Keep the log records up to `step`: a resumed run continues the log instead of duplicating steps."""
+    if not log_file.is_file():
+        return
+    if step == 0:
+        log_file.unlink()
+        return
+    kept = []
+    for line in log_file.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                kept.append(line)
+        except ValueError:
+            continue  # a line cut short by a crash
+    log_file.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+
+# --- fit and validate -----------------------------------------------------------------------------------------------
+
+
+def _log(run: _Run, record: dict) -> None:
+    if run.accelerator.is_main_process:
+        with run.log_file.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+
+@torch.no_grad()
+def validation_loss(model, split: CaptionSplit, collator: CaptionCollator, batch_size: int) -> float:
+    device = next(model.parameters()).device
+    loader = torch.utils.data.DataLoader(CaptionDataset(split.images, split.captions), batch_size=batch_size,
+                                         collate_fn=collator)
+    was_training = model.training
+    model.eval()
+    total = weight = 0.0
+    for batch in loader:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        tokens = int((batch["labels"][:, 1:] != -100).sum())
+        total += float(model(**batch).loss) * tokens
+        weight += tokens
+    model.train(was_training)
+    return total / max(weight, 1)
+
+
+def validate(run: _Run) -> dict:
+    """Loss, CIDEr and attribute accuracy on the validation frames (main process)."""
+    config, model = run.config, run.accelerator.unwrap_model(run.model)
+    start = time.perf_counter()
+    with run.accelerator.autocast():
+        loss = validation_loss(model, run.val_split, run.collator, config.generation.eval_batch_size)
+        captions = generate_captions(model, run.processor, run.val_split.images, prompt=config.generation.prompt,
+                                     max_new_tokens=config.generation.max_new_tokens,
+                                     num_beams=config.generation.num_beams,
+                                     batch_size=config.generation.eval_batch_size)
+    # The Python tokenizer and no METEOR: validation needs no Java; blip-eval reports the PTB-tokenised figures.
+    metrics = score_split(captions, run.val_split, config.data.caption_seed, config.data.references_per_frame,
+                          meteor=False, ptb=False)
+    return {"loss": loss, "CIDEr": metrics["captioning"]["CIDEr"], "BLEU-4": metrics["captioning"]["BLEU-4"],
+            "timeofday_accuracy": metrics["timeofday"]["accuracy"], "weather_accuracy": metrics["weather"]["accuracy"],
+            "scene_accuracy": metrics["scene"]["accuracy"], "object_recall": metrics["objects"]["recall"],
+            "frames": len(captions), "example": captions[0] if captions else "",
+            "seconds": round(time.perf_counter() - start, 2)}
+
+
+def save(run: _Run, name: str, with_training_state: bool) -> Path:
+    """Write checkpoints/<name> atomically: the main process writes weights, every process its RNG state."""
+    accelerator = run.accelerator
+    final = run.out_dir / "checkpoints" / name
+    if accelerator.is_main_process:
+        begin_checkpoint(final)
+    accelerator.wait_for_everyone()
+    staging = staging_dir(final)
+    if with_training_state:
+        write_rng_state(staging, accelerator.process_index)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        write_checkpoint(staging, accelerator.unwrap_model(run.model), run.processor, run.config, run.state,
+                         run.optimizer if with_training_state else None, run.scheduler)
+        commit_checkpoint(staging, final)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _validate_and_checkpoint(run: _Run, epoch_progress: float, history: list[dict]) -> bool:
+    """Validate, update best/last; True when early stopping says to stop."""
+    accelerator, state, config = run.accelerator, run.state, run.config
+    stop = torch.zeros(1, device=accelerator.device)
+    improved = False
+    if accelerator.is_main_process:
+        metrics = validate(run)
+        record = {"kind": "val", "step": state.global_step, "epoch": round(epoch_progress, 3), **metrics}
+        _log(run, record)
+        history.append(record)
+        cider = metrics["CIDEr"]
+        improved = state.best_metric is None or cider > state.best_metric
+        if improved:
+            state.best_metric, state.best_step, state.evals_without_improvement = cider, state.global_step, 0
+        else:
+            state.evals_without_improvement += 1
+        state.val_metrics = {k: v for k, v in metrics.items() if k != "example"}
+        patience = config.train.early_stopping_patience
+        if patience is not None and state.evals_without_improvement >= patience:
+            stop += 1
+        run.say(f"step {state.global_step}: val loss {metrics['loss']:.3f}  CIDEr {cider:.3f}  "
+                f"time-of-day {metrics['timeofday_accuracy']:.2f}  weather {metrics['weather_accuracy']:.2f}  "
+                f"scene {metrics['scene_accuracy']:.2f}" + ("  (best)" if improved else "")
+                + f"\n    e.g. {metrics['example']!r}")
+    improved = bool(accelerator.reduce(torch.tensor([float(improved)], device=accelerator.device), "sum") > 0)
+    if improved:
+        save(run, "best", with_training_state=False)
+    save(run, "last", with_training_state=True)
+    return bool(accelerator.reduce(stop, "sum") > 0)
+
+
+def fit(run: _Run) -> TrainResult:
+    """The training loop: epochs of accumulated steps, logging, validation, checkpoints, early stopping."""
+    config, accelerator, state = run.config, run.accelerator, run.state
+    model, optimizer, scheduler = run.model, run.optimizer, run.scheduler
+    start = time.perf_counter()
+    history: list[dict] = []
+    stopped_early = False
+    eval_every = config.train.eval_every
+    log_every = config.train.log_every
+    global_batch = config.train.batch_size * accelerator.num_processes
+    bar = tqdm(total=run.total_steps, initial=state.global_step, desc="training", unit="step",
+               disable=not (config.train.progress and accelerator.is_main_process), dynamic_ncols=True)
+    window_loss, window_batches, window_start = 0.0, 0, time.perf_counter()
+    grad_norm = None
+    _log(run, {"kind": "start", "step": state.global_step, "total_steps": run.total_steps,
+               "steps_per_epoch": run.steps_per_epoch, "processes": accelerator.num_processes,
+               "global_batch": global_batch * config.optim.grad_accum, "time": time.time()})
+    model.train()
+    validated_at = None
+    while state.global_step < run.total_steps and not stopped_early:
+        loader = run.train_loader
+        if state.batch_in_epoch:
+            loader = accelerator.skip_first_batches(loader, state.batch_in_epoch)
+        # Accelerate's loaders re-seed the sampler with their own iteration count; the epoch decides the order.
+        for epoch_aware in (run.sampler, run.train_loader, loader):
+            if hasattr(epoch_aware, "set_epoch"):
+                epoch_aware.set_epoch(state.epoch)
+        for batch in loader:
+            with accelerator.accumulate(model):
+                loss = model(**batch).loss
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and config.optim.max_grad_norm is not None:
+                    grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.optim.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            state.batch_in_epoch += 1
+            state.samples_seen += batch["pixel_values"].shape[0] * accelerator.num_processes
+            window_loss += loss.detach().float()
+            window_batches += 1
+            if not accelerator.sync_gradients:
+                continue
+            scheduler.step()
+            state.global_step += 1
+            bar.update(1)
+            epoch_progress = state.epoch + state.batch_in_epoch / len(run.train_loader)
+            if state.global_step % log_every == 0 or state.global_step == run.total_steps:
+                mean_loss = float(accelerator.reduce(window_loss / window_batches, "mean"))
+                elapsed = time.perf_counter() - window_start
+                record = {"kind": "train", "step": state.global_step, "epoch": round(epoch_progress, 3),
+                          "loss": round(mean_loss, 5), "lr": scheduler.get_last_lr()[0],
+                          "grad_norm": None if grad_norm is None else round(float(grad_norm), 4),
+                          "samples": state.samples_seen, "steps_per_s": round(window_batches / elapsed
+                                                                              / config.optim.grad_accum, 2)}
+                _log(run, record)
+                bar.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{record['lr']:.2e}", epoch=f"{epoch_progress:.2f}")
+                window_loss, window_batches, window_start = 0.0, 0, time.perf_counter()
+            epoch_done = state.batch_in_epoch == len(run.train_loader)
+            if epoch_done:  # counted here, not after the loop, so a checkpoint at the epoch's end says so
+                state.epoch += 1
+                state.batch_in_epoch = 0
+            if eval_every and state.global_step % eval_every == 0 or not eval_every and epoch_done:
+                stopped_early = _validate_and_checkpoint(run, epoch_progress, history)
+                validated_at = state.global_step
+            if stopped_early or state.global_step >= run.total_steps:
+                break
+        else:  # a resumed run that stopped exactly at an epoch's end
+            if state.batch_in_epoch:
+                state.epoch += 1
+                state.batch_in_epoch = 0
+    bar.close()
+    if validated_at != state.global_step:
+        _validate_and_checkpoint(run, state.epoch + state.batch_in_epoch / len(run.train_loader), history)
+    if stopped_early:
+        run.say(f"early stopping: no better CIDEr in {config.train.early_stopping_patience} validations")
+    best = run.out_dir / "checkpoints" / "best"
+    return TrainResult(run.out_dir, run.out_dir / "checkpoints" / "last", best if best.is_dir() else None,
+                       run.log_file, state, time.perf_counter() - start, stopped_early, history)
+
+
+def train(config: TrainingConfig, say: Callable[[str], None] = tqdm.write) -> TrainResult:
+    """setup + fit: the whole of blip-train as a function (the demo calls it too)."""
+    run = setup(config, say)
+    if run.state.global_step >= run.total_steps:
+        run.say(f"nothing to do: step {run.state.global_step} of {run.total_steps} already reached")
+        best = run.out_dir / "checkpoints" / "best"
+        return TrainResult(run.out_dir, run.out_dir / "checkpoints" / "last", best if best.is_dir() else None,
+                           run.log_file, run.state, 0.0)
+    run.say(f"training {run.total_steps - run.state.global_step} steps ({run.steps_per_epoch} per epoch, "
+            f"{run.accelerator.num_processes} process(es), precision {run.config.optim.precision}) -> {run.out_dir}")
+    return fit(run)
+
+
+def _leave_process_group() -> None:
+    """Close the gloo/NCCL group before exit, all ranks together: torchrun can hang otherwise at shutdown."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    quiet_transformers()
+    try:
+        config = parse_config(TrainingConfig, argv, prog="blip-train", description=__doc__.split("\n\n")[0],
+                              epilog="Recipes: config/train/*.yaml. Flags override the recipe's values.")
+        result = train(config)
+    except (ConfigError, DataError, CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2  # every rank reads the same data and flags, so every rank stops here
+    _leave_process_group()
+    if int(os.environ.get("RANK", "0")) != 0:  # one summary per run, not per process
+        return 0
+    best = (f"best CIDEr {result.state.best_metric:.3f} at step {result.state.best_step} -> {result.best}"
+            if result.state.best_metric is not None else "no validation")
+    print(f"done: {result.state.global_step} steps in {result.seconds:.0f} s; {best}; last -> {result.last}; "
+          f"log -> {result.log_file}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""The bundled demo: its recipe file, its pass bar, and a seconds-long run of its whole code path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from blip_train.demo import DEMO_RECIPE, check_pass_bar, ensure_dataset, main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_committed_demo_recipe_is_the_one_the_demo_runs():
+    assert yaml.safe_load((REPO / "config" / "train" / "demo.yaml").read_text()) == DEMO_RECIPE
+
+
+def scores(tod: float, tod_major: float, weather: float, weather_major: float) -> dict:
+    return {"timeofday": {"accuracy": tod, "majority_rate": tod_major},
+            "weather": {"accuracy": weather, "majority_rate": weather_major}}
+
+
+def test_pass_bar():
+    assert check_pass_bar(scores(0.95, 0.34, 0.8, 0.17)) == []
+    assert len(check_pass_bar(scores(0.85, 0.34, 0.8, 0.17))) == 1
+    assert "majority" in check_pass_bar(scores(0.95, 0.6, 0.8, 0.17))[0]  # not 40 points above always-"daytime"
+    assert len(check_pass_bar(scores(0.95, 0.34, 0.5, 0.17))) == 1
+
+
+@pytest.mark.slow
+def test_quick_demo_runs_the_whole_pipeline(tmp_path, capsys):
+    assert main(["--out", str(tmp_path), "--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "time-of-day accuracy" in out and "report:" in out
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["frames"] == 12 and metrics["split"] == "val"
+    assert (tmp_path / "eval" / "report" / "index.html").is_file()
+    assert (tmp_path / "checkpoints" / "best" / "model.safetensors").is_file()
+    assert (tmp_path / "init" / "model.safetensors").is_file()
+    # A second run reuses the drawn dataset.
+    said = []
+    ensure_dataset(tmp_path / "data", {"train": 24, "minival": 6, "val": 12}, 0, said.append)
+    assert said == [f"dataset: reusing {tmp_path / 'data'}"]
