@@ -9,6 +9,10 @@ OUT/eval (metrics.json, captions, report/index.html + captions.png + loss.png). 
 3. evaluates the best checkpoint against the untrained model on held-out frames with the real blip-eval code,
 4. writes the before/after report and checks the pass bar: time-of-day accuracy >= 0.9 and weather >= 0.75, each at
    least 40 points above always answering the most common value. Exit status 1 when the bar is missed.
+5. records a synthetic drive (camera + LiDAR + radar + GPS/IMU, blip_train.synthetic_drive) and captions it with the
+   trained model through `caption-bag` (the node's runtime and time matching), writing OUT/drive_captioned, an MCAP
+   to open in Foxglove; it reads the captions back with the mcap ROS 2 decoder and says how many state the drive's
+   weather and time of day.
 """
 
 from __future__ import annotations
@@ -24,12 +28,17 @@ from pathlib import Path
 
 import torch
 
+from blip_caption_ros.bag_io import BagError
+from blip_caption_ros.caption_bag import caption_bag
+from blip_caption_ros.captioner import CaptionerConfig, ModelLoadError, load_captioner
+from blip_train.attributes import attribute_correct
 from blip_train.checkpoint import CheckpointError, quiet_transformers
 from blip_train.config import ConfigError, EvalConfig, EvalSettings, TrainingConfig, config_from_dict, load_recipe
 from blip_train.data import DataError
 from blip_train.eval import format_summary
 from blip_train.eval import run as run_eval
 from blip_train.synthetic import generate_dataset
+from blip_train.synthetic_drive import DriveConfig, write_drive
 from blip_train.train import train
 
 #: config/train/demo.yaml, in code so an installed package needs no file from the source tree.
@@ -84,6 +93,59 @@ def check_pass_bar(metrics: dict) -> list[str]:
     return failures
 
 
+def read_drive_captions(bag: Path) -> list[dict]:
+    """The caption records of a captioned bag, decoded the way Foxglove reads it (mcap + ROS 2 CDR)."""
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+
+    records = []
+    for mcap_file in sorted(bag.glob("*.mcap")):
+        with mcap_file.open("rb") as f:
+            for _, channel, _, msg in make_reader(f, decoder_factories=[DecoderFactory()]).iter_decoded_messages():
+                if channel.topic.endswith("/caption"):
+                    records.append(json.loads(msg.data))
+    return records
+
+
+def caption_drive(out: Path, checkpoint: Path, drive: DriveConfig, prompt: str, max_new_tokens: int,
+                  say) -> tuple[Path, list[dict]]:
+    """Record `drive` to OUT/drive, caption it at 1 Hz into OUT/drive_captioned; the captioned bag and its records."""
+    import shutil
+
+    raw, captioned = out / "drive", out / "drive_captioned"
+    for path in (raw, captioned):
+        shutil.rmtree(path, ignore_errors=True)
+    counts = write_drive(raw, drive)
+    say(f"drive: {drive.duration_s:.0f} s, {drive.weather} {drive.timeofday} {drive.scene}; "
+        f"{sum(counts.values())} messages on {len(counts)} topics -> {raw}")
+    captioner = load_captioner(CaptionerConfig(model=str(checkpoint), prompt=prompt, max_new_tokens=max_new_tokens))
+    stats = caption_bag(raw, captioned, captioner, rate_hz=1.0)
+    say(f"drive: {sum(stats.captioned.values())} frames captioned in {stats.inference_s:.1f} s of inference")
+    return captioned, read_drive_captions(captioned)
+
+
+def summarize_drive(records: list[dict], drive: DriveConfig) -> list[str]:
+    """Lines for the end of the demo: sample captions and how many state the drive's conditions."""
+    lines = []
+    for key, truth in (("weather", drive.weather), ("timeofday", drive.timeofday)):
+        right = sum(bool(attribute_correct(r["caption"], key, truth)) for r in records)
+        lines.append(f"  {key} '{truth}' stated in {right}/{len(records)} captions")
+    with_lidar = [r for r in records if r["lidar"] is not None]
+    lines.append(f"  LiDAR matched to {len(with_lidar)}/{len(records)} frames, radar to "
+                 f"{sum(r['radar'] is not None for r in records)}/{len(records)}")
+    def seconds(record: dict) -> float:
+        return record["stamp"]["sec"] + record["stamp"]["nanosec"] * 1e-9
+
+    for record in records[:3]:
+        lidar, radar = record["lidar"], record["radar"]
+        nearest = f"{lidar['nearest_m']:.1f} m" if lidar and lidar["nearest_m"] is not None else "none"
+        closing = (f"{radar['closing_speed_mps']:.1f} m/s" if radar and radar["closing_speed_mps"] is not None
+                   else "none")
+        lines.append(f"  t={seconds(record) - seconds(records[0]):4.1f} s  \"{record['caption']}\"  "
+                     f"(LiDAR nearest {nearest}, radar closing {closing})")
+    return lines
+
+
 def build_demo_config(out: Path, data_root: Path, recipe: dict | None = None, **overrides) -> TrainingConfig:
     recipe = json.loads(json.dumps(recipe or DEMO_RECIPE))
     recipe["data"]["data_root"] = str(data_root)
@@ -112,14 +174,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no_check", action="store_true", help="do not fail when the pass bar is missed")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: the cores not already busy, from the load average)")
+    parser.add_argument("--drive_seconds", type=float, default=12.0,
+                        help="length of the synthetic drive captioned at the end (0: skip it)")
+    parser.add_argument("--drive_weather", default="rainy", help="weather of that drive")
+    parser.add_argument("--drive_timeofday", default="night", help="time of day of that drive")
     parser.add_argument("--quick", action="store_true",
                         help="a seconds-long smoke run (tiny model, a few frames, 1 epoch); implies --no_check")
     args = parser.parse_args(argv)
     if args.quick:
         args.train_frames, args.val_frames, args.minival_frames = 24, 12, 6
         args.epochs, args.no_check = args.epochs or 1, True
+        args.drive_seconds = min(args.drive_seconds, 2.0)
     if min(args.train_frames, args.val_frames, args.minival_frames) <= 0:
         parser.error("frame counts must be positive")
+    try:
+        drive = DriveConfig(duration_s=max(args.drive_seconds, 1.0), weather=args.drive_weather,
+                            timeofday=args.drive_timeofday, seed=args.seed)
+    except ValueError as exc:
+        parser.error(str(exc))
     threads = args.threads or (None if "OMP_NUM_THREADS" in os.environ else free_cores())
     if threads:
         torch.set_num_threads(threads)
@@ -151,7 +223,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                             train_log=str(result.log_file)),
             data=dataclasses.replace(config.data, val_split="val"), generation=config.generation)
         evaluation = run_eval(settings, explicit={"val_split"}, progress=True)
-    except (ConfigError, DataError, CheckpointError) as exc:
+        evaluated = time.perf_counter()
+        drive_bag, drive_records = None, []
+        if args.drive_seconds > 0:
+            drive_bag, drive_records = caption_drive(out, checkpoint, drive, config.generation.prompt,
+                                                     config.generation.max_new_tokens, say)
+    except (ConfigError, DataError, CheckpointError, ModelLoadError, BagError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     metrics, baseline = evaluation["metrics"], evaluation["baseline"]
@@ -160,12 +237,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"Held-out evaluation: {metrics['frames']} frames, the trained model vs the same model untrained")
     print(format_summary(metrics, baseline))
     print()
+    if drive_bag is not None:
+        print(f"Captioned drive ({drive.weather}, {drive.timeofday}): {len(drive_records)} captions at 1 Hz")
+        print("\n".join(summarize_drive(drive_records, drive)))
+        print()
     print(f"time: {finished - started:.0f} s in all (data {drawn - started:.0f} s, training {trained - drawn:.0f} s, "
-          f"evaluation and report {finished - trained:.0f} s)")
+          f"evaluation and report {evaluated - trained:.0f} s, drive {finished - evaluated:.0f} s)")
     print(f"report:  {evaluation['report']['html']}")
     print(f"         {evaluation['report']['grid']}")
     print(f"metrics: {evaluation['metrics_file']}")
     print(f"model:   {checkpoint}")
+    if drive_bag is not None:
+        (mcap_file,) = sorted(drive_bag.glob("*.mcap"))[:1] or (drive_bag,)
+        print(f"drive:   {mcap_file}  (open in Foxglove with config/foxglove_layout.json)")
     failures = check_pass_bar(metrics)
     if failures:
         print("FAIL: " + "; ".join(failures))

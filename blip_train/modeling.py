@@ -17,7 +17,7 @@ from transformers import (
     BertTokenizer,
     BlipConfig,
     BlipForConditionalGeneration,
-    BlipImageProcessor,
+    BlipImageProcessorPil,
     BlipProcessor,
 )
 
@@ -82,8 +82,12 @@ def build_tokenizer(words: Iterable[str], out_dir: str | Path) -> BertTokenizer:
 
 
 def build_processor(tokenizer: BertTokenizer, image_size: int) -> BlipProcessor:
-    """BLIP's processor (resize to a square, CLIP mean/std) around `tokenizer`."""
-    image_processor = BlipImageProcessor(size={"height": image_size, "width": image_size})
+    """BLIP's processor (resize to a square, CLIP mean/std) around `tokenizer`.
+
+    The PIL image processor, BLIP's original one: the same numbers with or without torchvision installed (the
+    torchvision variant resizes slightly differently), and no fallback warning where torchvision is absent.
+    """
+    image_processor = BlipImageProcessorPil(size={"height": image_size, "width": image_size})
     return BlipProcessor(image_processor=image_processor, tokenizer=tokenizer)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from blip_train.demo import DEMO_RECIPE, check_pass_bar, ensure_dataset, main
+from blip_train.demo import DEMO_RECIPE, check_pass_bar, ensure_dataset, main, read_drive_captions
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,6 +39,12 @@ def test_quick_demo_runs_the_whole_pipeline(tmp_path, capsys):
     assert (tmp_path / "eval" / "report" / "index.html").is_file()
     assert (tmp_path / "checkpoints" / "best" / "model.safetensors").is_file()
     assert (tmp_path / "init" / "model.safetensors").is_file()
+    # It ends by captioning a 2 s synthetic drive at 1 Hz with the trained model, into an MCAP Foxglove can open.
+    records = read_drive_captions(tmp_path / "drive_captioned")
+    assert len(records) == 2 and all(r["caption"] and r["camera"] == "front" for r in records)
+    assert all(r["lidar"] is not None and r["radar"] is not None for r in records)
+    (mcap_file,) = (tmp_path / "drive_captioned").glob("*.mcap")
+    assert f"drive:   {mcap_file}" in out and "weather 'rainy' stated in" in out
     # A second run reuses the drawn dataset.
     said = []
     ensure_dataset(tmp_path / "data", {"train": 24, "minival": 6, "val": 12}, 0, said.append)
