@@ -64,12 +64,12 @@ def export_model(checkpoint: Path, work: Path) -> Path:
 def _runner(backend: str, checkpoint: Path, export_dir: Path, batch: int, max_new: int):
     """(generate(pixels) -> ids, encode(pixels), pixels, sync) for `backend`."""
     import torch
-    from transformers import BlipForConditionalGeneration, BlipProcessor
 
     from blip_caption_ros.decoding import start_ids
+    from blip_caption_ros.model_loading import load_blip, load_processor
     from blip_train.export import sample_images
 
-    processor = BlipProcessor.from_pretrained(checkpoint)
+    processor = load_processor(checkpoint)
     pixels = processor(images=sample_images(batch), return_tensors="pt").pixel_values
     bos = None
     sync = (lambda: torch.cuda.synchronize()) if "cuda" in backend or "tensorrt" in backend else (lambda: None)
@@ -110,7 +110,7 @@ def _runner(backend: str, checkpoint: Path, export_dir: Path, batch: int, max_ne
         return lambda: runner.generate_ids(gpu, start, max_new, min_new_tokens=max_new), encode, sync, None
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[backend.rsplit("-", 1)[1]]
     device = "cuda" if "cuda" in backend else "cpu"
-    model = BlipForConditionalGeneration.from_pretrained(checkpoint, dtype=dtype).to(device).eval()
+    model = load_blip(checkpoint, dtype=dtype)[0].to(device).eval()
     bos = model.config.text_config.bos_token_id
     pixels = pixels.to(device, dtype)
     if backend.startswith("torch-static") or backend.startswith("torch-cuda"):

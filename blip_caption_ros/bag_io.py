@@ -4,7 +4,9 @@ rosbag2 itself (and `ros2 bag`) is not installable from PyPI; `rosbags` reads an
 (sqlite3, mcap) with bytes that rclpy deserialises and MCAP files that Foxglove and `mcap` + `mcap-ros2-support`
 decode. This module keeps the few conventions of the project's bags in one place: the message type store (ROS 2
 Humble definitions, identical on the wire to Jazzy/Kilted for the types used here), message builders for the
-types the tools write, and errors that name the bag.
+types the tools write, and errors that name the bag. A bag is untrusted input: a message over
+BLIP_MAX_BAG_MESSAGE_BYTES (default 256 MiB, see input_limits) is refused before it is decoded, and image sizes are
+checked again before decoding (imaging).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from .input_limits import BAG_MESSAGE_BYTES, InputTooLargeError
 
 DEFAULT_STORE = "ros2_humble"
 STORAGES = ("mcap", "sqlite3")
@@ -272,9 +276,15 @@ class BagReader:
         connections = [c for c in self._reader.connections if wanted is None or c.topic in wanted]
         if not connections:
             return
+        limit = BAG_MESSAGE_BYTES.value()
         try:
             for connection, time_ns, raw in self._reader.messages(connections=connections):
+                if len(raw) > limit:
+                    BAG_MESSAGE_BYTES.check(len(raw), f"{self.path}: {connection.msgtype} on {connection.topic} "
+                                                      f"at {time_ns} ns")
                 yield BagMessage(connection.topic, connection.msgtype, time_ns, raw)
+        except InputTooLargeError as exc:
+            raise BagError(str(exc)) from None
         except Exception as exc:  # see __init__
             raise BagError(f"{self.path}: bag is truncated or corrupt ({type(exc).__name__}: {exc})") from None
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .input_limits import IMAGE_PIXELS, InputTooLargeError, encoded_image_size
+
 #: encoding -> (channels, numpy dtype); dtype byte order is applied from `is_bigendian`.
 RAW_ENCODINGS: dict[str, tuple[int, str]] = {
     "rgb8": (3, "u1"),
@@ -39,6 +41,7 @@ def image_to_rgb(encoding: str, height: int, width: int, step: int, data, is_big
         )
     if height <= 0 or width <= 0:
         raise ImageConversionError(f"{encoding} image has an empty size {width}x{height}")
+    _check_pixels(width, height, encoding)
     channels, kind = RAW_ENCODINGS[encoding]
     dtype = np.dtype(kind).newbyteorder(">" if is_bigendian else "<")
     row_bytes = width * channels * dtype.itemsize
@@ -78,7 +81,18 @@ def compressed_to_rgb(image_format: str, data) -> np.ndarray:
     payload = np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8)
     if payload.size == 0:
         raise ImageConversionError(f"compressed image ({image_format!r}) is empty")
+    size = encoded_image_size(payload)
+    if size is not None:
+        _check_pixels(*size, f"compressed ({image_format!r})")
     bgr = cv2.imdecode(payload, cv2.IMREAD_COLOR)
     if bgr is None:
         raise ImageConversionError(f"compressed image ({image_format!r}, {payload.size} bytes) could not be decoded")
     return np.ascontiguousarray(bgr[:, :, ::-1])
+
+
+def _check_pixels(width: int, height: int, what: str) -> None:
+    """Refuse absurd sizes before anything is allocated for them (BLIP_MAX_IMAGE_PIXELS, see input_limits)."""
+    try:
+        IMAGE_PIXELS.check(width * height, f"{what} image {width}x{height}")
+    except InputTooLargeError as exc:
+        raise ImageConversionError(str(exc)) from None

@@ -180,15 +180,18 @@ class TensorRTCaptioner:
         try:
             trt = require_tensorrt()
             import torch
-            from transformers import BlipProcessor
+
+            from .model_loading import ModelFilesError, load_processor
 
             self.onnx_manifest = load_export_manifest(export_dir)
             runtime = runtime_info(_device_index(config.device))
             self.manifest = self._engine_manifest(engine_dir, runtime, force_engine_update, export_dir)
             verify_files(engine_dir, self.manifest)
-            self.processor = BlipProcessor.from_pretrained(export_dir)
+            self.processor = load_processor(export_dir)
         except (EngineBuildError, ManifestError) as exc:
             raise ModelLoadError(config.model, str(exc)) from exc
+        except ModelFilesError as exc:
+            raise ModelLoadError(config.model, f"processor files: {exc.reason}") from exc
         self._torch = torch
         self.device = torch.device(config.device)
         logger = trt.Logger(trt.Logger.WARNING)

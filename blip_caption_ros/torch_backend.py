@@ -1,14 +1,14 @@
 """The PyTorch backend: HuggingFace `BlipForConditionalGeneration` + `BlipProcessor`.
 
-Loads with `from_pretrained`, so a save_pretrained directory (what blip-train writes) and a cached hub id both work;
-HF_HUB_OFFLINE is respected. Generation follows BLIP's convention: the prompt is tokenised as [CLS] prompt [SEP],
-and `generate` swaps [CLS] for the decoder's bos and drops the trailing [SEP].
+Loads through `model_loading.load_blip`, so a save_pretrained directory (what blip-train writes) and a cached hub id
+both work: safetensors only, nothing fetched for a local directory, HF_HUB_OFFLINE respected. Generation follows
+BLIP's convention: the prompt is tokenised as [CLS] prompt [SEP], and `generate` swaps [CLS] for the decoder's bos and
+drops the trailing [SEP].
 """
 
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -22,16 +22,18 @@ class TorchCaptioner:
     backend = "torch"
 
     def __init__(self, config: CaptionerConfig):
-        looks_local = os.path.isabs(config.model) or config.model.startswith(".")
-        if looks_local and not os.path.isdir(config.model):
-            raise ModelLoadError(config.model, "no such directory")
         try:
             import torch
             import transformers
-            from transformers import BlipForConditionalGeneration, BlipProcessor
+
+            from .model_loading import ModelFilesError, load_blip, resolve_source
         except ImportError as exc:
             raise ModelLoadError(config.model, f"the torch backend needs torch and transformers ({exc})") from exc
 
+        try:
+            resolve_source(config.model)
+        except ModelFilesError as exc:
+            raise ModelLoadError(config.model, exc.reason) from None
         self.config = config
         self.model_name = config.model
         if config.device.startswith("cuda") and not torch.cuda.is_available():
@@ -41,10 +43,9 @@ class TorchCaptioner:
         self._dtype = getattr(torch, _DTYPES[config.precision])
         transformers.utils.logging.disable_progress_bar()
         try:
-            self.processor = BlipProcessor.from_pretrained(config.model)
-            model = BlipForConditionalGeneration.from_pretrained(config.model, dtype=self._dtype)
-        except Exception as exc:  # OSError, ValueError, safetensors errors...: all mean "cannot load"
-            raise ModelLoadError(config.model, f"{type(exc).__name__}: {_first_line(exc)}") from exc
+            model, self.processor = load_blip(config.model, dtype=self._dtype)
+        except ModelFilesError as exc:
+            raise ModelLoadError(config.model, exc.reason) from exc
         self.model = model.to(config.device).eval()
         self._torch = torch
 
@@ -79,8 +80,3 @@ def _strip_prefix(text: str, prefix: str) -> str:
     if prefix and text.startswith(prefix):
         return text[len(prefix):].strip()
     return text
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else "no details"

@@ -14,7 +14,6 @@ by `scripts/verify_gpu_backends.py`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -139,15 +138,17 @@ class TorchCudaCaptioner:
     backend = "torch-cuda"
 
     def __init__(self, config: CaptionerConfig, max_rows: int = 8):
-        looks_local = Path(config.model).is_absolute() or config.model.startswith(".")
-        if looks_local and not Path(config.model).is_dir():
-            raise ModelLoadError(config.model, "no such directory")
         try:
             import torch
             import transformers
-            from transformers import BlipForConditionalGeneration, BlipProcessor
+
+            from .model_loading import ModelFilesError, load_blip, resolve_source
         except ImportError as exc:
             raise ModelLoadError(config.model, f"the torch-cuda backend needs torch and transformers ({exc})") from exc
+        try:
+            resolve_source(config.model)
+        except ModelFilesError as exc:
+            raise ModelLoadError(config.model, exc.reason) from None
         if not config.device.startswith("cuda"):
             raise ModelLoadError(config.model, f"the torch-cuda backend runs on cuda[:N], not {config.device!r} "
                                  "(use backend torch or onnxruntime on the CPU)")
@@ -156,11 +157,9 @@ class TorchCudaCaptioner:
         self.config, self.model_name = config, config.model
         transformers.utils.logging.disable_progress_bar()
         try:
-            self.processor = BlipProcessor.from_pretrained(config.model)
-            model = BlipForConditionalGeneration.from_pretrained(config.model, dtype=getattr(torch,
-                                                                                             _DTYPES[config.precision]))
-        except Exception as exc:  # OSError, ValueError, safetensors errors...: all mean "cannot load"
-            raise ModelLoadError(config.model, f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
+            model, self.processor = load_blip(config.model, dtype=getattr(torch, _DTYPES[config.precision]))
+        except ModelFilesError as exc:
+            raise ModelLoadError(config.model, exc.reason) from exc
         model = model.to(config.device).eval()
         self.generator = StaticCacheGenerator(model, max_rows=max_rows * max(1, config.num_beams),
                                               max_new_tokens=config.max_new_tokens)

@@ -31,10 +31,9 @@ import numpy as np
 from tqdm import tqdm
 
 from blip_caption_ros import bag_io
+from blip_caption_ros.input_limits import IMAGE_PIXELS, INFO_FILE_BYTES, InputTooLargeError
 from blip_train.bdd100k import LabelFormatError, find_label_file, image_path, load_frames
 from blip_train.captions import caption_frame
-
-MAX_INFO_BYTES = 64 * 1024 * 1024  # real info files are < 1 MB; anything this large is not one
 
 
 class ConversionError(RuntimeError):
@@ -46,8 +45,10 @@ def load_info(path: Path | None) -> dict | None:
     if path is None or not path.is_file():
         warnings.warn(f"no info JSON{f' at {path}' if path else ''}: writing a camera-only bag", stacklevel=2)
         return None
-    if path.stat().st_size > MAX_INFO_BYTES:
-        raise ConversionError(f"{path}: {path.stat().st_size} bytes is too large for a BDD100K info file")
+    try:  # real info files are < 1 MB; BLIP_MAX_INFO_BYTES (default 64 MiB) bounds what is read
+        INFO_FILE_BYTES.check(path.stat().st_size, f"{path}: BDD100K info file")
+    except InputTooLargeError as exc:
+        raise ConversionError(str(exc)) from None
     text = path.read_text(encoding="utf-8", errors="replace").strip()
     if not text:
         warnings.warn(f"{path} is empty: writing a camera-only bag", stacklevel=2)
@@ -56,6 +57,8 @@ def load_info(path: Path | None) -> dict | None:
         info = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConversionError(f"{path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ConversionError(f"{path}: JSON nested too deeply to be an info file") from None
     if not isinstance(info, dict):
         raise ConversionError(f"{path}: expected a JSON object, got {type(info).__name__}")
     if not info:
@@ -138,6 +141,12 @@ def video_to_bag(video: Path, out: Path, info_path: Path | None = None, rate_hz:
     capture = cv2.VideoCapture(str(video))
     if not capture.isOpened():
         raise ConversionError(f"{video}: cannot open as a video (corrupt, or a codec OpenCV lacks)")
+    width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    try:
+        IMAGE_PIXELS.check(width * height, f"{video}: video frame {width}x{height}")
+    except InputTooLargeError as exc:
+        capture.release()
+        raise ConversionError(str(exc)) from None
     fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
     n_frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     info = load_info(info_path if info_path is not None else find_info(video))

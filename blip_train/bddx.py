@@ -8,8 +8,9 @@ A segment becomes one sentence: "The car slows to a stop because the light is re
 sentence of its own, "The light is red.", stays one). A BDD100K still is the video's frame at t = 10 s, so the
 segments covering 10 s describe it; other frames can be decoded from the video at any segment's time.
 
-The CSV is untrusted input: fields and rows are bounded, and a malformed segment is skipped and reported (file, row,
-slot), never fatal; a file without the expected header is a `BddxFormatError` naming the file.
+The CSV is untrusted input: the file (BLIP_MAX_CSV_BYTES) and each field (BLIP_MAX_CSV_FIELD_CHARS) are bounded,
+a malformed segment is skipped and reported (file, row, slot), never fatal; a file without the expected header, or
+that is not UTF-8, is a `BddxFormatError` naming the file.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
+from blip_caption_ros.input_limits import CSV_FIELD_CHARS, CSV_FILE_BYTES, InputTooLargeError
+
 MAX_SEGMENTS = 15
 VIDEO_SECONDS = 40.0
 STILL_TIME_S = 10.0  # BDD100K's 100k images are the frame at 10 s of each video
-MAX_FIELD_CHARS = 4096
 _CONNECTIVES = ("because", "as ", "since", "due", "to ", "so ", "for ", "in order", "while", "after", "before")
 _VIDEO_NAME = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{8}$")
 
@@ -95,32 +97,44 @@ def video_name(url: str) -> str:
 
 
 def load_bddx(path: str | Path) -> tuple[list[BddxVideo], BddxReport]:
-    """Read BDD-X-Annotations_v1.csv (or a file with its header)."""
+    """Read BDD-X-Annotations_v1.csv (or a file with its header); size limits as in blip_caption_ros.input_limits."""
     path = Path(path)
     report = BddxReport(source=str(path))
-    csv.field_size_limit(MAX_FIELD_CHARS)
     try:
+        CSV_FILE_BYTES.check(path.stat().st_size, f"{path}: BDD-X annotation file")
         handle = path.open(newline="", encoding="utf-8-sig")
+    except InputTooLargeError as exc:
+        raise BddxFormatError(str(exc)) from None
     except OSError as exc:
         raise BddxFormatError(f"{path}: cannot read BDD-X annotations: {exc.strerror or exc}") from None
     videos = []
-    with handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames or "Input.Video" not in reader.fieldnames:
-            raise BddxFormatError(f"{path}: not a BDD-X annotation file (no 'Input.Video' column in the header)")
-        try:
-            for row_number, row in enumerate(reader, start=2):  # line 1 is the header
-                report.rows += 1
-                url = (row.get("Input.Video") or "").strip()
-                name = video_name(url)
-                if not url or not name:
-                    report.skip("row without a video URL", f"row {row_number}")
-                    continue
-                segments = tuple(_segments(row, row_number, report))
-                report.segments += len(segments)
-                videos.append(BddxVideo(name, url, row_number, segments))
-        except csv.Error as exc:
-            raise BddxFormatError(f"{path}: line {reader.line_num}: {exc}") from None
+    field_limit = CSV_FIELD_CHARS.value()
+    previous_limit = csv.field_size_limit(field_limit)  # process-wide in the csv module: restored below
+    try:
+        with handle:
+            reader = csv.DictReader(handle)
+            try:
+                if not reader.fieldnames or "Input.Video" not in reader.fieldnames:
+                    raise BddxFormatError(f"{path}: not a BDD-X annotation file (no 'Input.Video' column in the "
+                                          "header)")
+                for row_number, row in enumerate(reader, start=2):  # line 1 is the header
+                    report.rows += 1
+                    url = (row.get("Input.Video") or "").strip()
+                    name = video_name(url)
+                    if not url or not name:
+                        report.skip("row without a video URL", f"row {row_number}")
+                        continue
+                    segments = tuple(_segments(row, row_number, report))
+                    report.segments += len(segments)
+                    videos.append(BddxVideo(name, url, row_number, segments))
+            except csv.Error as exc:
+                hint = f" (fields are limited to {field_limit} characters: {CSV_FIELD_CHARS.env})" \
+                    if "field larger than field limit" in str(exc) else ""
+                raise BddxFormatError(f"{path}: line {reader.line_num}: {exc}{hint}") from None
+            except UnicodeDecodeError as exc:
+                raise BddxFormatError(f"{path}: line {reader.line_num + 1}: not UTF-8 text ({exc.reason})") from None
+    finally:
+        csv.field_size_limit(previous_limit)
     return videos, report
 
 

@@ -14,10 +14,12 @@ time, so captions state no weather or time (the grammar leaves undefined out) an
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 
+import msgspec
+
+from blip_caption_ros.input_limits import CITYSCAPES_FILE_BYTES, InputTooLargeError
 from blip_train.bdd100k import UNDEFINED, Box, FrameRecord, LabelFormatError, LoadReport
 
 LABEL_TO_CATEGORY = {
@@ -33,7 +35,6 @@ STUFF_LABELS = frozenset({
 SCENE = "city street"
 POLYGON_SUFFIX = "_gtFine_polygons.json"
 IMAGE_SUFFIX = "_leftImg8bit.png"
-MAX_FILE_BYTES = 32 * 1024 * 1024
 
 
 def polygon_files(root: str | Path, split: str) -> list[Path]:
@@ -53,41 +54,55 @@ def image_path(root: str | Path, split: str, name: str) -> Path:
     return Path(root) / "leftImg8bit" / split / name
 
 
+class _Object(msgspec.Struct, gc=False):
+    label: object = None
+    polygon: msgspec.Raw = msgspec.Raw(b"[]")  # decoded only for object classes: stuff polygons are most vertices
+    deleted: object = None
+
+
+class _PolygonFile(msgspec.Struct, gc=False):
+    imgWidth: int | float | str
+    imgHeight: int | float | str
+    objects: list[_Object]
+
+
+_FILE_DECODER = msgspec.json.Decoder(_PolygonFile)
+_POLYGON_DECODER = msgspec.json.Decoder(list[tuple[float, float]], strict=False)
+
+
 def parse_polygon_file(path: Path, report: LoadReport) -> FrameRecord:
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise LabelFormatError(f"{path}: {path.stat().st_size} bytes is too large for a Cityscapes label file")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        width, height = int(data["imgWidth"]), int(data["imgHeight"])
-        objects = data["objects"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        CITYSCAPES_FILE_BYTES.check(path.stat().st_size, f"{path}: Cityscapes label file")
+        data = _FILE_DECODER.decode(path.read_bytes())
+        width, height = int(data.imgWidth), int(data.imgHeight)
+    except InputTooLargeError as exc:
+        raise LabelFormatError(str(exc)) from None
+    except (OSError, ValueError, msgspec.MsgspecError, RecursionError) as exc:
         raise LabelFormatError(f"{path}: not a Cityscapes polygon file ({type(exc).__name__}: {exc})") from None
-    if not isinstance(objects, list):
-        raise LabelFormatError(f"{path}: 'objects' is not a list")
     boxes = []
-    for index, obj in enumerate(objects):
-        label = obj.get("label") if isinstance(obj, dict) else None
+    for index, obj in enumerate(data.objects):
+        label = obj.label
         if not isinstance(label, str):
             raise LabelFormatError(f"{path}: object {index} has no label")
-        if obj.get("deleted"):
+        if obj.deleted:
             continue
-        base = label.removesuffix("group")
-        category = LABEL_TO_CATEGORY.get(base)
+        category = LABEL_TO_CATEGORY.get(label.removesuffix("group"))
         if category is None:
             if label not in STUFF_LABELS:
                 report.unknown_categories[label] += 1
             continue
         try:
-            xs = [float(point[0]) for point in obj["polygon"]]
-            ys = [float(point[1]) for point in obj["polygon"]]
-        except (KeyError, TypeError, ValueError, IndexError):
+            points = _POLYGON_DECODER.decode(obj.polygon)
+        except (msgspec.MsgspecError, RecursionError):
             raise LabelFormatError(f"{path}: object {index} ({label}) has a malformed polygon") from None
-        if not xs:
+        if not points:
             report.labels_without_box += 1
             continue
-        x1, x2 = max(min(xs), 0.0), min(max(xs), width - 1.0)
-        y1, y2 = max(min(ys), 0.0), min(max(ys), height - 1.0)
-        truncated = min(xs) <= 0 or min(ys) <= 0 or max(xs) >= width - 1 or max(ys) >= height - 1
+        xs, ys = zip(*points, strict=True)
+        min_x, max_x, min_y, max_y = min(xs), max(xs), min(ys), max(ys)
+        x1, x2 = max(min_x, 0.0), min(max_x, width - 1.0)
+        y1, y2 = max(min_y, 0.0), min(max_y, height - 1.0)
+        truncated = min_x <= 0 or min_y <= 0 or max_x >= width - 1 or max_y >= height - 1
         boxes.append(Box(category, x1, y1, x2, y2, False, truncated, None))
     report.boxes += len(boxes)
     return FrameRecord(name=image_name(path), weather=UNDEFINED, scene=SCENE, timeofday=UNDEFINED,
