@@ -51,6 +51,7 @@ setup(
             "bag-replay = blip_caption_ros.bag_replay:main",
             "blip-train = blip_train.train:main",
             "blip-eval = blip_train.eval:main",
+            "blip-compare = blip_train.compare:main",
             "blip-export = blip_train.export:main",
             "blip-demo = blip_train.demo:main",
             "blip-captions = blip_train.captions:main",

@@ -34,6 +34,9 @@ ARCHITECTURES: dict[str, BlipArchitecture] = {
 }
 PRECISIONS = ("no", "bf16", "fp16")
 SCHEDULES = ("cosine", "linear", "constant")
+NONFINITE_ACTIONS = ("stop", "skip")
+DATASETS = ("bdd100k", "cityscapes")
+CAPTION_SOURCES = ("labels", "bddx", "both")
 
 
 class ConfigError(ValueError):
@@ -98,6 +101,34 @@ class DataConfig(_Validated):
     max_text_length: int = field(default=128, metadata=_help("tokens per training caption, prompt included"))
     max_bad_image_fraction: float = field(default=0.0, metadata=_help(
         "share of missing/unreadable images to skip (counted and reported) before failing; 0 fails on the first"))
+    # Where the training captions come from (blip_train.mixing). Validation always uses --data_root's BDD100K labels.
+    dataset: str = field(default="bdd100k", metadata=_help(
+        "training images and labels: bdd100k (--data_root) or cityscapes (--cityscapes_root: leftImg8bit/ and "
+        "gtFine/ polygons, no weather or time of day); validation stays on --data_root's BDD100K split",
+        choices=DATASETS))
+    cityscapes_root: str | None = field(default=None, metadata=_help(
+        "Cityscapes root for --dataset cityscapes: leftImg8bit/{split}/{city}/*_leftImg8bit.png and "
+        "gtFine/{split}/{city}/*_gtFine_polygons.json", metavar="DIR"))
+    caption_source: str = field(default="labels", metadata=_help(
+        "training captions: labels (the grammar's sentence from the BDD100K labels), bddx (BDD-X action and "
+        "justification sentences of the same stills, needs --bddx_csv) or both (mixed by --bddx_ratio)",
+        choices=CAPTION_SOURCES))
+    bddx_csv: str | None = field(default=None, metadata=_help(
+        "BDD-X-Annotations_v1.csv for --caption_source bddx/both", metavar="FILE"))
+    bddx_ratio: float = field(default=0.5, metadata=_help(
+        "with --caption_source both: share of training draws that are BDD-X sentences (the rest: label captions)"))
+    bddx_videos: str | None = field(default=None, metadata=_help(
+        "folder of BDD videos (VIDEO.mov/.mp4): also train on the frame at each BDD-X segment's midpoint, decoded "
+        "once into --cache_dir (videos whose still is in the validation split are left out)", metavar="DIR"))
+    only: str | None = field(default=None, metadata=_help(
+        "train only on frames with these attribute values, e.g. weather=snowy,foggy; repeat the flag or separate "
+        "attributes with ';' (values of one attribute: any of them; several attributes: all of them)",
+        metavar="ATTR=V1,V2", repeatable=True))
+    balance_attributes: bool = field(default=False, metadata=_help(
+        "draw training frames with weight inverse to the frequency of their weather/time-of-day/scene combination "
+        "(capped by --balance_cap), so rare conditions (snowy night, foggy highway) are seen more often"))
+    balance_cap: float = field(default=10.0, metadata=_help(
+        "with --balance_attributes: the largest weight of a rare combination relative to the most common one"))
 
     def problems(self) -> list[str]:
         out = _check_positive(self, ("max_train_frames", "max_val_frames", "image_size"), allow_none=True)
@@ -106,6 +137,37 @@ class DataConfig(_Validated):
             out.append(f"--num_workers must be >= 0, got {self.num_workers}")
         if not 0.0 <= self.max_bad_image_fraction < 1.0:
             out.append(f"--max_bad_image_fraction must be in [0, 1), got {self.max_bad_image_fraction}")
+        if self.dataset not in DATASETS:
+            out.append(f"--dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
+        if self.caption_source not in CAPTION_SOURCES:
+            out.append(f"--caption_source must be one of {', '.join(CAPTION_SOURCES)}, got {self.caption_source!r}")
+        elif self.caption_source != "labels" and self.dataset == "cityscapes":
+            out.append(f"--caption_source {self.caption_source} pairs BDD-X sentences with BDD100K stills; "
+                       "use --dataset bdd100k (Cityscapes has labels only)")
+        if not 0.0 < self.bddx_ratio < 1.0:
+            out.append(f"--bddx_ratio must be in (0, 1), got {self.bddx_ratio} (for all or none of BDD-X use "
+                       "--caption_source bddx or labels)")
+        if self.balance_cap < 1.0:
+            out.append(f"--balance_cap must be >= 1, got {self.balance_cap}")
+        if self.only is not None:
+            from blip_train.mixing import parse_only
+
+            try:
+                parse_only(self.only)
+            except ValueError as exc:
+                out.append(str(exc))
+        return out
+
+    def missing_inputs(self) -> list[str]:
+        """Required paths that are unset: checked when training starts, so a recipe need not name them."""
+        out = []
+        if not self.data_root:
+            out.append("--data_root is required: a BDD100K root with images/100k/ and labels/ (its validation split "
+                       "scores every run)")
+        if self.dataset == "cityscapes" and not self.cityscapes_root:
+            out.append("--cityscapes_root is required with --dataset cityscapes")
+        if self.caption_source != "labels" and not self.bddx_csv:
+            out.append(f"--bddx_csv is required with --caption_source {self.caption_source}")
         return out
 
 
@@ -144,9 +206,14 @@ class OptimConfig(_Validated):
         "caption loss label smoothing (BLIP/LAVIS use 0.1; default: the model config's value)"))
     precision: str = field(default="no", metadata=_help(
         "autocast: no (fp32), bf16, or fp16 (CUDA only)", choices=PRECISIONS))
+    nonfinite_loss: str = field(default="stop", metadata=_help(
+        "on a NaN/inf loss or gradient norm: stop (error naming the step; checkpoints/last stays the last good one) "
+        "or skip (no update for that step, counted and logged as 'skip' records)", choices=NONFINITE_ACTIONS))
+    max_nonfinite_skips: int = field(default=10, metadata=_help(
+        "with --nonfinite_loss skip: the most consecutive steps that may be skipped; one more stops the run"))
 
     def problems(self) -> list[str]:
-        out = _check_positive(self, ("lr", "grad_accum"))
+        out = _check_positive(self, ("lr", "grad_accum", "max_nonfinite_skips"))
         out += _check_positive(self, ("max_grad_norm",), allow_none=True)
         if self.weight_decay < 0:
             out.append(f"--weight_decay must be >= 0, got {self.weight_decay}")
@@ -162,6 +229,8 @@ class OptimConfig(_Validated):
             out.append(f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.precision not in PRECISIONS:
             out.append(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.nonfinite_loss not in NONFINITE_ACTIONS:
+            out.append(f"--nonfinite_loss must be one of {', '.join(NONFINITE_ACTIONS)}, got {self.nonfinite_loss!r}")
         return out
 
 
@@ -252,8 +321,10 @@ class EvalSettings:
     """Everything blip-eval needs."""
 
     #: DataConfig fields that only training reads: no flag for them in blip-eval.
-    HIDDEN_FLAGS: typing.ClassVar[tuple[str, ...]] = ("train_split", "max_train_frames", "max_val_frames",
-                                                      "max_text_length", "image_size")
+    HIDDEN_FLAGS: typing.ClassVar[tuple[str, ...]] = (
+        "train_split", "max_train_frames", "max_val_frames", "max_text_length", "image_size", "dataset",
+        "cityscapes_root", "caption_source", "bddx_csv", "bddx_ratio", "bddx_videos", "only", "balance_attributes",
+        "balance_cap")
 
     eval: EvalConfig = field(default_factory=EvalConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -333,6 +404,8 @@ def build_parser(cls: type, prog: str, description: str, epilog: str | None = No
             if "default" not in text:
                 text += f" (default: {default!r})"
             kwargs: dict[str, Any] = {"help": text.replace("%", "%%")}
+            if f.metadata.get("repeatable"):  # joined with "; " into one value by build_config
+                kwargs["action"] = "append"
             if base is bool:
                 group.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, **kwargs)
             else:
@@ -393,8 +466,11 @@ def build_config(cls: type, values: Mapping[str, Any], source: str = "settings")
         kwargs = {}
         for f in dataclasses.fields(group_cls):
             if f.name in values:
+                value = values[f.name]
+                if f.metadata.get("repeatable") and isinstance(value, (list, tuple)):
+                    value = "; ".join(str(item) for item in value)
                 try:
-                    kwargs[f.name] = _convert(values[f.name], hints[f.name], f"--{f.name}")
+                    kwargs[f.name] = _convert(value, hints[f.name], f"--{f.name}")
                 except ValueError as exc:
                     problems.append(str(exc))
         try:

@@ -1,6 +1,7 @@
-"""BDD100K split -> (image, caption) pairs the model trains and is scored on.
+"""BDD100K (or Cityscapes) split -> (image, caption) pairs the model trains and is scored on.
 
-Frames come from `bdd100k.load_frames`, captions from `captions.caption_frame`. Images are decoded with OpenCV and
+Frames come from `bdd100k.load_frames` (`cityscapes.load_cityscapes`), captions from `captions.caption_frame`;
+`blip_train.mixing` adds BDD-X sentences and the attribute-balanced sampler on top. Images are decoded with OpenCV and
 resized once to the model's input size (area interpolation, like PIL's antialiased resize in BlipImageProcessor),
 then kept in a uint8 memmap cache keyed by the file list, the files' sizes and mtimes, and the size. Normalisation
 (processor mean/std) happens per batch in the collator, so the processor never sees 1280x720 frames in the loop.
@@ -14,7 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from blip_train import cityscapes
 from blip_train.bdd100k import FrameRecord, LabelFormatError, LoadReport, find_label_file, image_path, load_frames
 from blip_train.captions import caption_frame
 
@@ -100,12 +103,18 @@ class CaptionSplit:
     images: ImageSet
     report: LoadReport
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (image path, reason)
+    #: Caption source per item ("labels" or "bddx"); empty means every caption comes from the labels.
+    sources: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.frames)
 
     def summary(self) -> str:
         text = f"{self.split}: {len(self.frames)} frames from {self.label_file}"
+        if self.sources:
+            counts = Counter(self.sources)
+            text = (f"{self.split}: {len(self.frames)} items ({counts['labels']} label captions, {counts['bddx']} "
+                    f"BDD-X sentences) from {self.label_file}")
         if self.skipped:
             text += f", {len(self.skipped)} unreadable images skipped"
         return text
@@ -122,21 +131,22 @@ def load_caption_split(
     workers: int = 2,
     max_bad_image_fraction: float = 0.0,
     progress: bool = False,
+    dataset: str = "bdd100k",
+    only: Mapping[str, Collection[str]] | None = None,
 ) -> CaptionSplit:
-    """Frames, captions and (cached) images of `split` under a BDD100K root."""
+    """Frames, captions and (cached) images of `split` under a BDD100K (or Cityscapes) root.
+
+    `only` keeps the frames whose attributes take one of the listed values, e.g. {"weather": {"snowy", "foggy"}},
+    before `max_frames` is applied.
+    """
     root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"{root}: data root not found (expected images/100k/{{split}}/ and labels/ below it)")
-    try:
-        label_file = find_label_file(root, split)
-        frames, report = load_frames(label_file)
-    except LabelFormatError as exc:
-        raise DataError(str(exc)) from None
-    if not frames:
-        raise DataError(f"{label_file}: no frames in the label file")
+    frames, report, label_file = _load_records(root, split, dataset)
+    to_path = cityscapes.image_path if dataset == "cityscapes" else image_path
+    if only:
+        frames = select_frames(frames, only, label_file)
     if max_frames is not None:
         frames = frames[:max_frames]
-    paths = [image_path(root, split, frame.name) for frame in frames]
+    paths = [to_path(root, split, frame.name) for frame in frames]
     images, bad = prepare_images(paths, size, cache_images=cache_images, cache_dir=cache_dir, workers=workers,
                                  max_bad_fraction=max_bad_image_fraction,
                                  desc=f"caching {split} images", progress=progress)
@@ -147,6 +157,44 @@ def load_caption_split(
     captions = [caption_frame(frame, caption_seed) for frame in frames]
     skipped = [(str(paths[index]), reason) for index, reason in bad]
     return CaptionSplit(root, split, label_file, frames, captions, images, report, skipped)
+
+
+def _load_records(root: Path, split: str, dataset: str) -> tuple[list[FrameRecord], LoadReport, Path]:
+    """(frames, report, label file or folder) of a split; DataError naming the path when there are none."""
+    cs = dataset == "cityscapes"
+    if not root.is_dir():
+        expected = f"leftImg8bit/{split}/ and gtFine/{split}/" if cs else f"images/100k/{split}/ and labels/"
+        raise DataError(f"{root}: {'Cityscapes' if cs else 'data'} root not found (expected {expected} below it)")
+    try:
+        if cs:
+            label_file = root / "gtFine" / split
+            frames, report = cityscapes.load_cityscapes(root, split)
+        else:
+            label_file = find_label_file(root, split)
+            frames, report = load_frames(label_file)
+    except LabelFormatError as exc:
+        raise DataError(str(exc)) from None
+    if not frames:
+        raise DataError(f"{label_file}: no *{cityscapes.POLYGON_SUFFIX} files in its city folders" if cs
+                        else f"{label_file}: no frames in the label file")
+    return frames, report, label_file
+
+
+def describe_only(only: Mapping[str, Collection[str]]) -> str:
+    """{"weather": {"snowy", "foggy"}} -> "weather=foggy,snowy" (the --only spelling)."""
+    return "; ".join(f"{key}={','.join(sorted(values))}" for key, values in only.items())
+
+
+def select_frames(frames: Sequence[FrameRecord], only: Mapping[str, Collection[str]],
+                  source: str | Path) -> list[FrameRecord]:
+    """Frames whose every listed attribute takes one of its listed values; DataError naming `source` when none do."""
+    kept = [frame for frame in frames if all(getattr(frame, key) in values for key, values in only.items())]
+    if not kept:
+        counts = {key: Counter(getattr(frame, key) for frame in frames) for key in only}
+        present = "; ".join(f"{key}: " + ", ".join(f"{value} {n}" for value, n in counted.most_common())
+                            for key, counted in counts.items())
+        raise DataError(f"{source}: no frame matches --only {describe_only(only)} (values there: {present})")
+    return kept
 
 
 def _subset(images: ImageSet, keep: list[int]) -> ImageSet:
@@ -165,6 +213,29 @@ class _IndexedImageSet(ImageSet):
         if self._array is None:
             self._array = np.load(self.cache_file, mmap_mode="r")
         return np.array(self._array[self.rows[index]])
+
+
+@dataclass
+class ImageRows:
+    """Items taken from several image sets by (set, row): a split whose captions share images or add new ones."""
+
+    parts: list[ImageSet]
+    rows: list[tuple[int, int]]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.parts[0].size
+
+    @property
+    def paths(self) -> list[Path]:
+        return [self.parts[part].paths[row] for part, row in self.rows]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        part, row = self.rows[index]
+        return self.parts[part][row]
 
 
 def _cache_key(paths: Sequence[Path], size: tuple[int, int]) -> str:
@@ -359,3 +430,21 @@ class EpochSampler(torch.utils.data.Sampler):
             return iter(range(self.length))
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         return iter(torch.randperm(self.length, generator=generator).tolist())
+
+
+class WeightedEpochSampler(EpochSampler):
+    """`length` draws with replacement, index i with probability weights[i] / sum(weights); the draws depend only
+    on (seed, epoch), as EpochSampler's order does, so every DDP process computes the same list and Accelerate's
+    batch sharding gives each its own batches of it, and a resumed run skips to where it stopped."""
+
+    def __init__(self, weights: Sequence[float] | torch.Tensor, seed: int, length: int | None = None):
+        weights = torch.as_tensor(weights, dtype=torch.float64)
+        if weights.ndim != 1 or len(weights) == 0 or not bool(torch.isfinite(weights).all()) \
+                or bool((weights < 0).any()) or float(weights.sum()) <= 0:
+            raise ValueError("sampling weights must be a non-empty list of finite, non-negative numbers, not all 0")
+        super().__init__(len(weights) if length is None else length, seed)
+        self.weights = weights
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.multinomial(self.weights, self.length, replacement=True, generator=generator).tolist())

@@ -37,6 +37,8 @@ from blip_train.config import (
 from blip_train.data import CaptionCollator, CaptionDataset, CaptionSplit, DataError, ImageSet, ImageSpec
 from blip_train.metrics import evaluate_captions
 
+#: Attribute values the summary also reports one by one: conditions a vehicle meets rarely and needs described most.
+EDGE_VALUES = (("timeofday", "night"), ("weather", "rainy"), ("weather", "snowy"), ("weather", "foggy"))
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([.,;:!?])")
 _SPACED_HYPHEN = re.compile(r"\s*-\s*")
 _SENTENCE_START = re.compile(r"(^|[.!?]\s+)([a-z])")
@@ -147,6 +149,13 @@ def format_summary(metrics: dict, baseline: dict | None = None) -> str:
         if baseline:
             row += fmt(baseline[key]["accuracy"])
         lines.append(row + fmt(metrics[key]["majority_rate"]))
+    for key, value in EDGE_VALUES:  # per-value accuracy (recall) of the rare conditions, where the split has them
+        if value in metrics[key]["per_value"]:
+            label = f"  {value} (n={metrics[key]['per_value'][value]['support']})"
+            row = f"{label:26}{fmt(metrics[key]['per_value'][value]['accuracy'])}"
+            if baseline:
+                row += fmt(baseline[key]["per_value"].get(value, {}).get("accuracy"))
+            lines.append(row)
     for key, label in (("recall", "object-mention recall"), ("precision", "object-mention precision")):
         lines.append(f"{label:26}{fmt(metrics['objects'][key])}" + (fmt(baseline["objects"][key]) if baseline else ""))
     for name, value in metrics["captioning"].items():

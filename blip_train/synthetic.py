@@ -359,6 +359,58 @@ def generate_dataset(root: str | Path, n_frames: int, split: str = "train", seed
     return label_file
 
 
+#: Cityscapes' label names for the drawn object classes (gtFine polygons).
+_CITYSCAPES_LABELS = {"pedestrian": "person", "car": "car", "truck": "truck", "bus": "bus",
+                      "traffic light": "traffic light", "traffic sign": "traffic sign"}
+CITYSCAPES_SIZE = (2048, 1024)
+CITYSCAPES_CITIES = ("aachen", "bremen", "zurich")
+
+
+def generate_cityscapes(root: str | Path, n_frames: int, split: str = "train", seed: int = 0,
+                        progress: bool = False) -> Path:
+    """Write n_frames Cityscapes-format frames under root; returns the split's gtFine folder.
+
+    The same street scenes as `generate_dataset`, as Cityscapes records them: daytime, fair weather, city streets,
+    2048x1024 PNGs at leftImg8bit/{split}/{city}/{city}_{seq}_000019_leftImg8bit.png and gtFine polygon files
+    (imgHeight, imgWidth, objects[label, polygon]) beside them, stuff (sky, road) first as in the released files.
+    """
+    if n_frames < 0:
+        raise ValueError(f"n_frames must be >= 0, got {n_frames}")
+    root = Path(root)
+    rng = np.random.default_rng([seed, sum(split.encode()), 2])
+    renderer = SceneRenderer(seed)
+    width, height = CITYSCAPES_SIZE
+    sx, sy = width / WIDTH, height / HEIGHT
+
+    def polygon(points) -> list[list[int]]:
+        return [[int(round(x * sx)), int(round(y * sy))] for x, y in points]
+
+    road = [(WIDTH / 2 - _road_half_width(HORIZON), HORIZON), (WIDTH / 2 + _road_half_width(HORIZON), HORIZON),
+            (WIDTH / 2 + _road_half_width(HEIGHT), HEIGHT - 1), (WIDTH / 2 - _road_half_width(HEIGHT), HEIGHT - 1)]
+    stuff = [{"label": "sky", "polygon": polygon([(0, 0), (WIDTH - 1, 0), (WIDTH - 1, HORIZON), (0, HORIZON)])},
+             {"label": "road", "polygon": polygon(road)}]
+    for index in tqdm(range(n_frames), desc=f"drawing cityscapes {split}", unit="frame", disable=not progress):
+        city = CITYSCAPES_CITIES[index % len(CITYSCAPES_CITIES)]
+        stem = f"{city}_{index:06d}_000019"
+        weather = ("clear", "partly cloudy", "overcast")[int(rng.integers(0, 3))]
+        spec = random_scene(rng, stem, weather, "daytime", "city street")
+        image = cv2.resize(renderer.render(spec, rng), (width, height), interpolation=cv2.INTER_LINEAR)
+        objects = list(stuff)
+        for obj in spec.objects:
+            x1, y1, x2, y2 = obj.box
+            objects.append({"label": _CITYSCAPES_LABELS[obj.category],
+                            "polygon": polygon([(x1, y1), (x2, y1), (x2, y2), (x1, y2)])})
+        image_dir = root / "leftImg8bit" / split / city
+        label_dir = root / "gtFine" / split / city
+        image_dir.mkdir(parents=True, exist_ok=True)
+        label_dir.mkdir(parents=True, exist_ok=True)
+        if not cv2.imwrite(str(image_dir / f"{stem}_leftImg8bit.png"), image, [cv2.IMWRITE_PNG_COMPRESSION, 1]):
+            raise RuntimeError(f"PNG encoding failed for {stem}")
+        labels = {"imgHeight": height, "imgWidth": width, "objects": objects}
+        (label_dir / f"{stem}_gtFine_polygons.json").write_text(json.dumps(labels), encoding="utf-8")
+    return root / "gtFine" / split
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m blip_train.synthetic",
@@ -367,11 +419,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=100, help="frames per split (default 100)")
     parser.add_argument("--splits", default="train,val", help="comma-separated splits (default train,val)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--format", choices=("bdd100k", "cityscapes"), default="bdd100k",
+                        help="bdd100k (1280x720 JPEG + det_20) or cityscapes (2048x1024 leftImg8bit PNG + gtFine "
+                             "polygons; daytime, fair weather, city streets) (default bdd100k)")
     args = parser.parse_args(argv)
     if args.frames < 0:
         parser.error("--frames must be >= 0")
+    write = generate_cityscapes if args.format == "cityscapes" else generate_dataset
     for split in filter(None, args.splits.split(",")):
-        label_file = generate_dataset(args.out, args.frames, split=split, seed=args.seed, progress=True)
+        label_file = write(args.out, args.frames, split=split, seed=args.seed, progress=True)
         print(f"{split}: {args.frames} frames -> {label_file}", file=sys.stderr)
     return 0
 
