@@ -7,13 +7,16 @@
         trainer_state.json                                         step, epoch, best CIDEr, log file, val metrics
         training_state/optimizer.pt, scheduler.pt, rng_state_R.pt  `last` only: what --resume needs
 
-A checkpoint is written into a hidden temporary directory next to its final name and renamed into place, so a
-crash never leaves a half-written `last` behind.
+A checkpoint is written into a hidden staging directory next to its final name (`.last.tmp`), synced to disk and
+renamed into place; the previous one is kept as `.last.old` until the new one is in place. A crash (kill -9, power
+loss) at any point leaves either `last` or `.last.old` complete, and `find_checkpoint` picks that one; a staging
+directory is never read, and the next checkpoint clears it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -45,6 +48,8 @@ class TrainerState:
     metric_name: str = "CIDEr"
     log_file: str | None = None
     samples_seen: int = 0
+    skipped_steps: int = 0  # optimizer steps skipped for a non-finite loss (--nonfinite_loss skip)
+    consecutive_skips: int = 0
     val_metrics: dict[str, Any] = field(default_factory=dict)
 
     def save(self, directory: Path) -> None:
@@ -71,18 +76,17 @@ def quiet_transformers() -> None:
 
 
 def load_blip(path_or_id: str, what: str = "--model"):
-    """(model, processor) from a save_pretrained directory or a hub id; CheckpointError when it cannot load."""
-    from transformers import BlipForConditionalGeneration, BlipProcessor
+    """(model, processor) from a save_pretrained directory or a hub id; CheckpointError when it cannot load.
+
+    Safetensors only, and nothing fetched for a local directory: see blip_caption_ros.model_loading.
+    """
+    from blip_caption_ros.model_loading import ModelFilesError
+    from blip_caption_ros.model_loading import load_blip as load_safely
 
     try:
-        processor = BlipProcessor.from_pretrained(path_or_id)
-        model = BlipForConditionalGeneration.from_pretrained(path_or_id)
-    except (OSError, ValueError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        local = Path(path_or_id)
-        hint = "" if local.exists() else " (not a local directory; hub ids need network access or the HF cache)"
-        raise CheckpointError(f"{what} {path_or_id}: cannot load a BLIP captioning model{hint}: {first_line}") from None
-    return model, processor
+        return load_safely(path_or_id, what=what)
+    except ModelFilesError as exc:
+        raise CheckpointError(str(exc)) from None
 
 
 def rng_state() -> dict[str, Any]:
@@ -119,6 +123,27 @@ def staging_dir(final: Path) -> Path:
     return final.with_name(f".{final.name}.tmp")
 
 
+def discard_staging(checkpoints: Path) -> list[Path]:
+    """Remove the staging directories a crash left in `checkpoints` (main process); returns them."""
+    stale = sorted(p for p in checkpoints.glob(".*.tmp") if p.is_dir()) if checkpoints.is_dir() else []
+    for path in stale:
+        shutil.rmtree(path)
+    return stale
+
+
+def previous_dir(final: Path) -> Path:
+    return final.with_name(f".{final.name}.old")
+
+
+def find_checkpoint(final: str | Path) -> Path | None:
+    """`final` if it exists, else the previous checkpoint a crash in the middle of `commit_checkpoint` left behind."""
+    final = Path(final)
+    for candidate in (final, previous_dir(final)):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
 def begin_checkpoint(final: Path) -> Path:
     """A fresh staging directory for `final` (main process only)."""
     staging = staging_dir(final)
@@ -150,14 +175,39 @@ def write_rng_state(staging: Path, rank: int) -> None:
     torch.save(rng_state(), directory / f"rng_state_{rank}.pt")
 
 
+def _fsync_tree(directory: Path) -> None:
+    """Flush every file of `directory` and the directory entries, so a rename never publishes unwritten data."""
+    for path in directory.rglob("*"):
+        if path.is_dir():
+            _fsync_dir(path)
+        else:
+            with path.open("rb") as handle:
+                os.fsync(handle.fileno())
+    _fsync_dir(directory)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def commit_checkpoint(staging: Path, final: Path) -> None:
-    """Replace `final` by `staging` with renames only (main process)."""
-    old = final.with_name(f".{final.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
+    """Replace `final` by `staging` with renames only (main process).
+
+    Order matters: a complete checkpoint exists under `final` or `.final.old` at every instant, so a crash anywhere
+    in here leaves something `find_checkpoint` resumes from.
+    """
+    _fsync_tree(staging)
+    old = previous_dir(final)
     if final.exists():
+        if old.exists():
+            shutil.rmtree(old)  # stale: `final` is complete
         final.rename(old)
     staging.rename(final)
+    _fsync_dir(final.parent)
     if old.exists():
         shutil.rmtree(old)
 

@@ -6,6 +6,7 @@ optimizer, `fit` runs the loop, `validate` scores the model. Accelerate does pre
 unchanged. Captions follow LAVIS: the decoder starts from the bos token [DEC], the prompt ("a picture of ") and
 padding are masked out of the loss. Validation (CIDEr, attribute accuracy, loss) runs on the main process every
 `--eval_every` steps or at each epoch end; it writes checkpoints/last (resumable) and checkpoints/best (best CIDEr).
+A NaN/inf loss or gradient norm stops the run before the update (`--nonfinite_loss skip`: drops that update instead).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,8 @@ from blip_train.checkpoint import (
     TrainerState,
     begin_checkpoint,
     commit_checkpoint,
+    discard_staging,
+    find_checkpoint,
     load_blip,
     load_training_state,
     quiet_transformers,
@@ -41,11 +45,15 @@ from blip_train.data import (
     CaptionSplit,
     DataError,
     EpochSampler,
-    load_caption_split,
 )
 from blip_train.eval import generate_captions, model_image_spec, score_split
+from blip_train.mixing import load_splits, training_sampler
 
 LOG_FILE = "train_log.jsonl"
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss or gradient norm became NaN/inf (--nonfinite_loss stop, or too many consecutive skipped steps)."""
 
 
 @dataclass
@@ -114,11 +122,10 @@ def resolve_resume(config: TrainingConfig) -> Path | None:
     resume = config.train.resume
     if not resume:
         return None
-    if resume == "auto":
-        last = Path(config.train.out_dir) / "checkpoints" / "last"
-        return last if last.is_dir() else None
-    path = Path(resume)
-    if not path.is_dir():
+    if resume == "auto":  # `last`, or the previous one when a crash came in the middle of replacing it
+        return find_checkpoint(Path(config.train.out_dir) / "checkpoints" / "last")
+    path = find_checkpoint(resume)
+    if path is None:
         raise CheckpointError(f"--resume {resume}: checkpoint directory not found")
     return path
 
@@ -145,8 +152,8 @@ def setup(config: TrainingConfig, say: Callable[[str], None] = tqdm.write) -> _R
     from accelerate.state import AcceleratorState
     from accelerate.utils import set_seed
 
-    if not config.data.data_root:
-        raise ConfigError("--data_root is required: a BDD100K root with images/100k/ and labels/")
+    if config.data.missing_inputs():
+        raise ConfigError(config.data.missing_inputs())
     if config.optim.precision == "fp16" and not torch.cuda.is_available():
         raise ConfigError("--precision fp16 needs a CUDA device; use bf16 or no on CPU")
     # Accelerate distributes over CPU processes (gloo) only when told to run on the CPU: a torchrun/accelerate
@@ -174,25 +181,25 @@ def setup(config: TrainingConfig, say: Callable[[str], None] = tqdm.write) -> _R
                           f"{spec.size[0]} px; leave it unset or pick a model built for that size")
     data = config.data
     with accelerator.main_process_first():  # one process builds the image caches, the others reuse them
-        splits = [load_caption_split(data.data_root, split, spec.size, caption_seed=data.caption_seed,
-                                     max_frames=limit, cache_images=data.cache_images, cache_dir=data.cache_dir,
-                                     workers=data.num_workers, max_bad_image_fraction=data.max_bad_image_fraction,
-                                     progress=config.train.progress and accelerator.is_main_process)
-                  for split, limit in ((data.train_split, data.max_train_frames),
-                                       (data.val_split, data.max_val_frames))]
-    train_split, val_split = splits
-    for split in splits:
+        train_split, val_split, notes = load_splits(data, spec.size,
+                                                    progress=config.train.progress and accelerator.is_main_process)
+    for split in (train_split, val_split):
         say(split.summary())
         for line in split.report.warnings():
             say(f"warning: {line}")
         for path, reason in split.skipped[:5]:
             say(f"warning: skipped {path}: {reason}")
+    for line in notes:
+        say(f"warning: {line}")
     bos = model.config.text_config.bos_token_id
     max_length = min(data.max_text_length, model.config.text_config.max_position_embeddings)
     if max_length < data.max_text_length:
         say(f"note: captions truncated to {max_length} tokens, the model's max_position_embeddings")
     collator = CaptionCollator(spec, processor.tokenizer, bos, config.generation.prompt, max_length)
-    sampler = EpochSampler(len(train_split), config.train.seed)
+    # Same (seed, epoch) -> same order or draws in every process; Accelerate shards the batches between them.
+    sampler, sampling = training_sampler(train_split, data, config.train.seed)
+    for line in sampling:
+        say(line)
     train_loader = torch.utils.data.DataLoader(
         CaptionDataset(train_split.images, train_split.captions), batch_size=config.train.batch_size,
         sampler=sampler, collate_fn=collator, num_workers=data.num_workers, drop_last=False,
@@ -336,6 +343,80 @@ def _validate_and_checkpoint(run: _Run, epoch_progress: float, history: list[dic
     return bool(accelerator.reduce(stop, "sum") > 0)
 
 
+def _token_share(accelerator, labels: torch.Tensor) -> torch.Tensor | float:
+    """Loss weight that makes DDP's gradient the token mean of the whole global batch.
+
+    The model's loss is the mean over this process's caption tokens and DDP averages gradients over processes, which
+    would weight a token by 1/(its process's tokens). Scaling each loss by (its tokens x processes / all tokens)
+    gives every token of the global batch the same weight, as one process holding the whole batch does.
+    """
+    if accelerator.num_processes == 1:
+        return 1.0
+    tokens = (labels[:, 1:] != -100).sum().float()  # the decoder predicts labels[:, 1:]
+    return tokens * accelerator.num_processes / accelerator.reduce(tokens.clone(), "sum")
+
+
+def _nonfinite_reason(accelerator, step_loss: torch.Tensor, grad_norm) -> str | None:
+    """'loss' or 'grad_norm' when either is NaN/inf on any process (all processes get the same answer), else None.
+
+    Under fp16 an infinite gradient norm is the grad scaler's business (it skips that step and lowers the scale).
+    """
+    grad_bad = (grad_norm is not None and accelerator.scaler is None
+                and not math.isfinite(float(grad_norm)))
+    flags = torch.tensor([float(not torch.isfinite(step_loss)), float(grad_bad)], device=accelerator.device)
+    if accelerator.num_processes > 1:
+        flags = accelerator.reduce(flags, "sum")
+    if flags[0] > 0:
+        return "loss"
+    return "grad_norm" if flags[1] > 0 else None
+
+
+def _last_good_checkpoint(run: _Run) -> str:
+    last = find_checkpoint(run.out_dir / "checkpoints" / "last")
+    if last is None:
+        return "No checkpoint was written before it."
+    return (f"The last good checkpoint, {last} (step {TrainerState.load(last).global_step}), is untouched; "
+            "--resume auto continues from it.")
+
+
+def _handle_nonfinite(run: _Run, reason: str, step_loss: torch.Tensor, epoch_progress: float) -> None:
+    """--nonfinite_loss stop: raise. skip: count and log the skipped step; raise after too many in a row."""
+    state, optim = run.state, run.config.optim
+    what = "non-finite loss" if reason == "loss" else "non-finite gradient norm"
+    where = (f"step {state.global_step} (epoch {state.epoch + 1}, batch {state.batch_in_epoch} of "
+             f"{len(run.train_loader)})")
+    if optim.nonfinite_loss == "stop":
+        raise NonFiniteLossError(f"{what} at {where}; stopped before the update. {_last_good_checkpoint(run)} "
+                                 "Lower --lr, look for bad frames, or pass --nonfinite_loss skip")
+    state.skipped_steps += 1
+    state.consecutive_skips += 1
+    loss = float(step_loss)
+    _log(run, {"kind": "skip", "step": state.global_step, "epoch": round(epoch_progress, 3), "reason": reason,
+               "loss": loss if math.isfinite(loss) else str(loss), "skipped_steps": state.skipped_steps,
+               "consecutive": state.consecutive_skips})
+    run.say(f"warning: {what} at {where}: update skipped ({state.skipped_steps} skipped so far)")
+    if state.consecutive_skips > optim.max_nonfinite_skips:
+        raise NonFiniteLossError(f"{state.consecutive_skips} consecutive steps with a non-finite loss or gradient "
+                                 f"norm (the last at {where}), more than --max_nonfinite_skips "
+                                 f"{optim.max_nonfinite_skips}. {_last_good_checkpoint(run)}")
+
+
+SKIPPED_IMAGES_FILE = "skipped_images.tsv"
+
+
+def _report_skipped_images(run: _Run) -> None:
+    """End of run: how many unreadable images --max_bad_image_fraction let through; RUN/skipped_images.tsv lists all."""
+    splits = (run.train_split, run.val_split)
+    skipped = [(split.split, path, reason) for split in splits for path, reason in split.skipped]
+    if not skipped or not run.accelerator.is_main_process:
+        return
+    listing = run.out_dir / SKIPPED_IMAGES_FILE
+    listing.write_text("split\timage\treason\n" + "".join(f"{s}\t{p}\t{r}\n" for s, p, r in skipped), encoding="utf-8")
+    counts = ", ".join(f"{split.split} {len(split.skipped)} of {len(split.skipped) + len(split)}"
+                       for split in splits if split.skipped)
+    run.say(f"warning: unreadable images skipped: {counts}; every one with its reason in {listing}")
+
+
 def fit(run: _Run) -> TrainResult:
     """The training loop: epochs of accumulated steps, logging, validation, checkpoints, early stopping."""
     config, accelerator, state = run.config, run.accelerator, run.state
@@ -346,9 +427,14 @@ def fit(run: _Run) -> TrainResult:
     eval_every = config.train.eval_every
     log_every = config.train.log_every
     global_batch = config.train.batch_size * accelerator.num_processes
+    if accelerator.is_main_process:
+        for stale in discard_staging(run.out_dir / "checkpoints"):
+            run.say(f"note: removed {stale}, a checkpoint that a crash left half-written")
     bar = tqdm(total=run.total_steps, initial=state.global_step, desc="training", unit="step",
                disable=not (config.train.progress and accelerator.is_main_process), dynamic_ncols=True)
-    window_loss, window_batches, window_start = 0.0, 0, time.perf_counter()
+    zero = torch.zeros((), device=accelerator.device)
+    window_loss, window_batches, window_steps, window_start = zero, 0, 0, time.perf_counter()
+    step_loss, step_batches = zero, 0  # of the optimizer step being accumulated
     grad_norm = None
     _log(run, {"kind": "start", "step": state.global_step, "total_steps": run.total_steps,
                "steps_per_epoch": run.steps_per_epoch, "processes": accelerator.num_processes,
@@ -364,34 +450,49 @@ def fit(run: _Run) -> TrainResult:
             if hasattr(epoch_aware, "set_epoch"):
                 epoch_aware.set_epoch(state.epoch)
         for batch in loader:
+            skipped = None
             with accelerator.accumulate(model):
                 loss = model(**batch).loss
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and config.optim.max_grad_norm is not None:
-                    grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.optim.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+                accelerator.backward(loss * _token_share(accelerator, batch["labels"]))
+                step_loss = step_loss + loss.detach().float()
+                step_batches += 1
+                if accelerator.sync_gradients:
+                    if config.optim.max_grad_norm is not None:
+                        grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.optim.max_grad_norm)
+                    skipped = _nonfinite_reason(accelerator, step_loss, grad_norm)
+                    if skipped is None or accelerator.scaler is not None:
+                        optimizer.step()  # fp16: the scaler sees the inf/nan gradients and skips the update itself
+                    optimizer.zero_grad(set_to_none=True)
             state.batch_in_epoch += 1
             state.samples_seen += batch["pixel_values"].shape[0] * accelerator.num_processes
-            window_loss += loss.detach().float()
-            window_batches += 1
             if not accelerator.sync_gradients:
                 continue
-            scheduler.step()
+            # A skipped step still counts: the schedule, the step count and the data position move on as if its
+            # update had been zero, so run length, evaluation steps and resume points do not depend on skips.
+            with warnings.catch_warnings():  # torch's "scheduler before optimizer" warning when step 1 is skipped
+                warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
+                scheduler.step()
             state.global_step += 1
             bar.update(1)
             epoch_progress = state.epoch + state.batch_in_epoch / len(run.train_loader)
+            if skipped is None:
+                state.consecutive_skips = 0
+                window_loss, window_batches = window_loss + step_loss, window_batches + step_batches
+            else:
+                _handle_nonfinite(run, skipped, step_loss / step_batches, epoch_progress)
+            step_loss, step_batches = zero, 0
+            window_steps += 1
             if state.global_step % log_every == 0 or state.global_step == run.total_steps:
-                mean_loss = float(accelerator.reduce(window_loss / window_batches, "mean"))
+                mean_loss = float(accelerator.reduce(window_loss / max(window_batches, 1), "mean"))
                 elapsed = time.perf_counter() - window_start
                 record = {"kind": "train", "step": state.global_step, "epoch": round(epoch_progress, 3),
-                          "loss": round(mean_loss, 5), "lr": scheduler.get_last_lr()[0],
-                          "grad_norm": None if grad_norm is None else round(float(grad_norm), 4),
-                          "samples": state.samples_seen, "steps_per_s": round(window_batches / elapsed
-                                                                              / config.optim.grad_accum, 2)}
+                          "loss": round(mean_loss, 5) if window_batches else None, "lr": scheduler.get_last_lr()[0],
+                          "grad_norm": None if grad_norm is None or skipped else round(float(grad_norm), 4),
+                          "samples": state.samples_seen, "skipped_steps": state.skipped_steps,
+                          "steps_per_s": round(window_steps / elapsed, 2)}
                 _log(run, record)
                 bar.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{record['lr']:.2e}", epoch=f"{epoch_progress:.2f}")
-                window_loss, window_batches, window_start = 0.0, 0, time.perf_counter()
+                window_loss, window_batches, window_steps, window_start = zero, 0, 0, time.perf_counter()
             epoch_done = state.batch_in_epoch == len(run.train_loader)
             if epoch_done:  # counted here, not after the loop, so a checkpoint at the epoch's end says so
                 state.epoch += 1
@@ -410,6 +511,10 @@ def fit(run: _Run) -> TrainResult:
         _validate_and_checkpoint(run, state.epoch + state.batch_in_epoch / len(run.train_loader), history)
     if stopped_early:
         run.say(f"early stopping: no better CIDEr in {config.train.early_stopping_patience} validations")
+    _report_skipped_images(run)
+    if state.skipped_steps:
+        run.say(f"warning: {state.skipped_steps} of {state.global_step} optimizer steps were skipped for a non-finite "
+                f"loss or gradient norm (the 'skip' records of {run.log_file})")
     best = run.out_dir / "checkpoints" / "best"
     return TrainResult(run.out_dir, run.out_dir / "checkpoints" / "last", best if best.is_dir() else None,
                        run.log_file, state, time.perf_counter() - start, stopped_early, history)
@@ -444,12 +549,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, DataError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2  # every rank reads the same data and flags, so every rank stops here
+    except NonFiniteLossError as exc:  # every rank decides on the same reduced flag, at the same step
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"error: {exc}", file=sys.stderr)
+        _leave_process_group()
+        return 1
     _leave_process_group()
     if int(os.environ.get("RANK", "0")) != 0:  # one summary per run, not per process
         return 0
     best = (f"best CIDEr {result.state.best_metric:.3f} at step {result.state.best_step} -> {result.best}"
             if result.state.best_metric is not None else "no validation")
-    print(f"done: {result.state.global_step} steps in {result.seconds:.0f} s; {best}; last -> {result.last}; "
+    skipped = f" ({result.state.skipped_steps} skipped: non-finite loss)" if result.state.skipped_steps else ""
+    print(f"done: {result.state.global_step} steps{skipped} in {result.seconds:.0f} s; {best}; last -> {result.last}; "
           f"log -> {result.log_file}")
     return 0
 

@@ -250,6 +250,20 @@ def test_unreadable_images_skipped_up_to_the_threshold(broken_copy, tmp_path):
         load_caption_split(broken_copy, "val", (32, 32), cache_dir=tmp_path / "cache", max_bad_image_fraction=0.1)
 
 
+def test_skipped_images_are_reported_at_the_end_of_the_run(broken_copy, tmp_path, capsys):
+    image = first_image(broken_copy)
+    image.write_bytes(b"garbage")
+    out = tmp_path / "run"
+    assert main(tiny_args(broken_copy, out, "--max_steps", "1", "--max_bad_image_fraction", "0.1")) == 0
+    captured = capsys.readouterr()
+    lines = (captured.out + captured.err).splitlines()
+    at_load = next(i for i, line in enumerate(lines) if "1 unreadable images skipped" in line)
+    at_end = next(i for i, line in enumerate(lines) if "unreadable images skipped: train 1 of 16;" in line)
+    assert at_end > at_load
+    rows = (out / "skipped_images.tsv").read_text().splitlines()
+    assert rows[0] == "split\timage\treason" and rows[1].startswith(f"train\t{image}\t") and len(rows) == 2
+
+
 def test_empty_label_file_named(broken_copy, tmp_path, capsys):
     labels = broken_copy / "labels" / "det_20" / "det_train.json"
     labels.write_text("")
