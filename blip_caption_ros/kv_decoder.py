@@ -25,6 +25,15 @@ VISION_INPUTS = ("pixel_values",)
 VISION_OUTPUTS = ("cross_kv",)
 DECODER_INPUTS = ("input_ids", "position_ids", "past_mask", "past_kv", "cross_kv")
 DECODER_OUTPUTS = ("logits", "new_kv")
+#: The ONNX Runtime flavour of the decoder (`decoder_split.onnx`, derived from decoder.onnx at export): the same graph
+#: with cross_kv replaced by one [B, heads, N, head_dim] input per layer and key/value, so a runtime can feed views of
+#: the vision output instead of the graph slicing (copying) all layers' cross keys/values on every token.
+SPLIT_DECODER = "decoder_split"
+
+
+def split_decoder_inputs(layers: int) -> tuple[str, ...]:
+    """Input names of the split-cross decoder: DECODER_INPUTS without cross_kv, then cross_k_0, cross_v_0, ..."""
+    return (*DECODER_INPUTS[:-1], *(f"cross_{kind}_{layer}" for layer in range(layers) for kind in "kv"))
 
 
 class VisionCrossKV(nn.Module):

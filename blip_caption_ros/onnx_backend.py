@@ -16,12 +16,13 @@ import numpy as np
 
 from .captioner import CaptionerConfig, ModelLoadError
 from .engine_manifest import ManifestError, load_export_manifest
+from .kv_decoder import SPLIT_DECODER
 
 
 class OnnxCaptioner:
     backend = "onnxruntime"
 
-    def __init__(self, config: CaptionerConfig, verify: bool = True, threads: int = 0):
+    def __init__(self, config: CaptionerConfig, verify: bool = True, threads: int = 0, split_cross: bool = True):
         self.config = config
         self.model_name = config.model
         export_dir = Path(config.model)
@@ -30,7 +31,8 @@ class OnnxCaptioner:
         try:
             import onnxruntime as ort
             import torch
-            from transformers import BlipProcessor
+
+            from .model_loading import load_processor
         except ImportError as exc:
             raise ModelLoadError(config.model,
                                  f"the onnxruntime backend needs onnxruntime and transformers ({exc})") from exc
@@ -46,16 +48,21 @@ class OnnxCaptioner:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.intra_op_num_threads = threads
         options.log_severity_level = 3
+        # The split-cross decoder reads each layer's image keys/values in place; older exports only have decoder.onnx,
+        # whose cross_kv input is sliced (copied) inside the graph on every token. split_cross=False forces decoder.onnx
+        # (the latency benchmark compares both).
+        graphs = self.manifest["graphs"]
+        self.split_cross = split_cross and SPLIT_DECODER in graphs
         self.sessions = {}
-        for name in ("vision", "decoder"):
-            path = export_dir / self.manifest["graphs"][name]["file"]
+        for name, graph in (("vision", "vision"), ("decoder", SPLIT_DECODER if self.split_cross else "decoder")):
+            path = export_dir / graphs[graph]["file"]
             try:
                 self.sessions[name] = ort.InferenceSession(str(path), options, providers=providers)
             except Exception as exc:  # onnxruntime's own exception types (InvalidProtobuf, Fail, ...)
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise ModelLoadError(config.model, f"onnxruntime cannot load {path.name}: {first}") from exc
         try:
-            self.processor = BlipProcessor.from_pretrained(export_dir)
+            self.processor = load_processor(export_dir)
         except Exception as exc:  # OSError / ValueError from transformers: a broken processor copy
             raise ModelLoadError(config.model, f"processor files: {type(exc).__name__}: {exc}") from exc
         self.providers = self.sessions["decoder"].get_providers()
@@ -64,9 +71,10 @@ class OnnxCaptioner:
         self._torch = torch
 
     @classmethod
-    def from_export_dir(cls, export_dir, verify: bool = True, device: str = "cpu", **config) -> OnnxCaptioner:
+    def from_export_dir(cls, export_dir, verify: bool = True, device: str = "cpu", split_cross: bool = True,
+                        **config) -> OnnxCaptioner:
         return cls(CaptionerConfig(model=str(export_dir), backend="onnxruntime", device=device, **config),
-                   verify=verify)
+                   verify=verify, split_cross=split_cross)
 
     # ------------------------------------------------------------------------------------------------------------
 
@@ -95,15 +103,23 @@ class OnnxCaptioner:
                                   min_new_tokens=min_new_tokens, num_beams=num_beams)
         if num_beams > 1:
             cross_kv = np.repeat(cross_kv, num_beams, axis=2)
-        return decode(lambda rows: _OrtDecoderState(self.sessions["decoder"], cross_kv, self._torch), start, settings)
+        return decode(lambda rows: self.decoder_state(cross_kv), start, settings)
+
+    def decoder_state(self, cross_kv: np.ndarray) -> _OrtDecoderState:
+        """A fresh KV cache over `encode`'s cross_kv (rows = its batch axis) for decoding.decode."""
+        return _OrtDecoderState(self.sessions["decoder"], cross_kv, self._torch, split=self.split_cross)
 
 
 class _OrtDecoderState:
     """Dynamic KV cache in numpy: each step appends the new keys/values (a few MB at caption lengths)."""
 
-    def __init__(self, session, cross_kv: np.ndarray, torch):
+    def __init__(self, session, cross_kv: np.ndarray, torch, split: bool = False):
         layers, _, rows, heads, _, head_dim = cross_kv.shape
-        self.session, self.cross_kv, self.torch = session, cross_kv, torch
+        self.session, self.torch = session, torch
+        cross_kv = np.ascontiguousarray(cross_kv, np.float32)
+        # cross_kv[l, k] of a contiguous array is a contiguous view: onnxruntime reads it without a copy.
+        self.cross = ({f"cross_{kind}_{layer}": cross_kv[layer, index] for layer in range(layers)
+                       for index, kind in enumerate("kv")} if split else {"cross_kv": cross_kv})
         self.past = np.zeros((layers, 2, rows, heads, 0, head_dim), np.float32)
 
     def step(self, input_ids):
@@ -115,13 +131,13 @@ class _OrtDecoderState:
             "position_ids": np.broadcast_to(np.arange(cached, cached + new, dtype=np.int64), (rows, new)).copy(),
             "past_mask": np.ones((rows, cached), np.int64),
             "past_kv": self.past,
-            "cross_kv": self.cross_kv,
+            **self.cross,
         })
         self.past = np.concatenate([self.past, new_kv], axis=4)
         return self.torch.from_numpy(logits)
 
     def reorder(self, rows) -> None:
-        self.past = self.past[:, :, rows.numpy()]
+        self.past = np.ascontiguousarray(self.past[:, :, rows.numpy()])
 
 
 def _providers(ort, config: CaptionerConfig) -> tuple[list, str]:

@@ -36,9 +36,18 @@ from blip_caption_ros.engine_manifest import (
     load_export_manifest,
     write_json_atomic,
 )
-from blip_caption_ros.kv_decoder import DECODER_INPUTS, DECODER_OUTPUTS, VISION_INPUTS, VISION_OUTPUTS
+from blip_caption_ros.kv_decoder import (
+    DECODER_INPUTS,
+    DECODER_OUTPUTS,
+    SPLIT_DECODER,
+    VISION_INPUTS,
+    VISION_OUTPUTS,
+    split_decoder_inputs,
+)
 
 OPSET = 18
+#: Graph files of an export directory ("decoder.split.onnx" keeps the "decoder" stem TensorRT's manifest expects).
+GRAPH_FILES = {"vision": "vision.onnx", "decoder": "decoder.onnx", SPLIT_DECODER: "decoder.split.onnx"}
 #: Processor / tokenizer files copied next to the graphs (whichever the checkpoint has).
 PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json", "tokenizer.json", "tokenizer_config.json",
                    "special_tokens_map.json", "vocab.txt", "config.json", "generation_config.json")
@@ -76,14 +85,15 @@ class ExportOptions:
 
 def load_checkpoint(checkpoint: str):
     import transformers
-    from transformers import BlipForConditionalGeneration, BlipProcessor
+
+    from blip_caption_ros.model_loading import load_blip
 
     if not Path(checkpoint).is_dir():
         raise ExportError(f"checkpoint {checkpoint!r} is not a directory (a save_pretrained dir with a processor)")
     transformers.utils.logging.disable_progress_bar()
     try:
-        processor = BlipProcessor.from_pretrained(checkpoint)
-        model = BlipForConditionalGeneration.from_pretrained(checkpoint, dtype="float32").eval()
+        model, processor = load_blip(checkpoint, dtype="float32", what="checkpoint")
+        model = model.eval()
     except Exception as exc:  # OSError, ValueError, safetensors errors: all mean "not a usable checkpoint"
         raise ExportError(f"cannot load checkpoint {checkpoint!r}: {type(exc).__name__}: "
                           f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
@@ -180,6 +190,86 @@ def export_graphs(model, out_dir: Path) -> dict:
     return section
 
 
+def split_cross_kv(decoder_path: Path, out_path: Path, layers: int) -> list[str]:
+    """decoder.onnx -> the ONNX Runtime flavour (kv_decoder.SPLIT_DECODER): cross_kv[l, k] becomes input cross_k_l /
+    cross_v_l. ONNX has no views, so the original graph's Gather(cross_kv, l) copies every layer's image keys/values
+    (85 MB a row for BLIP-base) on every token; fed per layer, onnxruntime reads the caller's buffers in place.
+    The rewrite only renames tensors (same weights, same arithmetic); returns the new graph's input names."""
+    import onnx
+    from onnx import numpy_helper
+
+    from blip_caption_ros.kv_decoder import split_decoder_inputs
+
+    model = onnx.load(str(decoder_path))
+    graph = model.graph
+    constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    constants.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in graph.node
+                      if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"})
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    def scalar_gather(node) -> int | None:
+        """The index of a Gather(axis 0) by a constant scalar, else None."""
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+        index = constants.get(node.input[1])
+        if node.op_type != "Gather" or axis != 0 or index is None or index.ndim != 0:
+            return None
+        return int(index)
+
+    renamed, dropped = {}, set()
+    for first in consumers.get("cross_kv", []):
+        layer = scalar_gather(first)
+        if layer is None or not 0 <= layer < layers:
+            raise ExportError(f"{decoder_path.name}: cross_kv is read by {first.op_type} {first.name!r}, not by a "
+                              "per-layer Gather; cannot derive the split-cross decoder")
+        for second in consumers.get(first.output[0], []):
+            kind = scalar_gather(second)
+            if kind not in (0, 1) or second.output[0] in renamed:
+                raise ExportError(f"{decoder_path.name}: unexpected {second.op_type} {second.name!r} after the "
+                                  f"cross_kv Gather of layer {layer}")
+            renamed[second.output[0]] = f"cross_{'kv'[kind]}_{layer}"
+            dropped.add(id(second))
+        dropped.add(id(first))
+    if sorted(renamed.values()) != sorted(split_decoder_inputs(layers)[4:]):
+        raise ExportError(f"{decoder_path.name}: found cross-attention inputs {sorted(renamed.values())}, expected "
+                          f"key and value of {layers} layers")
+    kept = [n for n in graph.node if id(n) not in dropped]
+    for node in kept:
+        for position, name in enumerate(node.input):
+            if name in renamed:
+                node.input[position] = renamed[name]
+    del graph.node[:]
+    graph.node.extend(kept)
+    cross = next(i for i in graph.input if i.name == "cross_kv")
+    dims = list(cross.type.tensor_type.shape.dim)[2:]  # [batch, heads, image tokens, head_dim]
+    new_inputs = [i for i in graph.input if i.name != "cross_kv"]
+    for name in split_decoder_inputs(layers)[4:]:
+        value = onnx.helper.make_tensor_value_info(name, cross.type.tensor_type.elem_type, [None] * len(dims))
+        for dim, source in zip(value.type.tensor_type.shape.dim, dims, strict=True):
+            dim.CopyFrom(source)
+        new_inputs.append(value)
+    del graph.input[:]
+    graph.input.extend(new_inputs)
+    stale = [v for v in graph.value_info if v.name in renamed]
+    for value in stale:
+        graph.value_info.remove(value)
+    onnx.save(model, str(out_path))
+    return [i.name for i in graph.input]
+
+
+def derive_split_decoder(out_dir: Path, model, decoder_section: dict) -> dict:
+    """Writes out_dir/decoder.split.onnx from out_dir/decoder.onnx; returns its manifest section."""
+    started = time.monotonic()
+    path = out_dir / GRAPH_FILES[SPLIT_DECODER]
+    inputs = split_cross_kv(out_dir / GRAPH_FILES["decoder"], path, model.config.text_config.num_hidden_layers)
+    axes = {k: v for k, v in decoder_section["dynamic_axes"].items() if k != "cross_kv"}
+    axes.update({name: {"0": "batch"} for name in inputs[len(DECODER_INPUTS) - 1:]})
+    return {"file": path.name, "inputs": inputs, "outputs": list(DECODER_OUTPUTS), "dynamic_axes": axes,
+            "derived_from": GRAPH_FILES["decoder"], "export_s": round(time.monotonic() - started, 1)}
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # validation
 
@@ -215,15 +305,19 @@ def validate_outputs(model, export_dir: Path, atol: float) -> dict:
         mask[1, :2] = 0
         decoder_inputs = (ids, torch.arange(5, 9).expand(3, 4).contiguous(), mask, past, cross_kv)
         references = {"vision": ((pixels,), vision(pixels)), "decoder": (decoder_inputs, decoder(*decoder_inputs))}
+    layers = model.config.text_config.num_hidden_layers
+    split_inputs = (*decoder_inputs[:-1], *(cross_kv[layer, kind] for layer in range(layers) for kind in (0, 1)))
+    references[SPLIT_DECODER] = (split_inputs, references["decoder"][1])
+    interfaces = {"vision": (VISION_INPUTS, VISION_OUTPUTS), "decoder": (DECODER_INPUTS, DECODER_OUTPUTS),
+                  SPLIT_DECODER: (split_decoder_inputs(layers), DECODER_OUTPUTS)}
     results = {}
     for name, (inputs, expected) in references.items():
-        session = _ort_session(export_dir / f"{name}.onnx")
+        session = _ort_session(export_dir / GRAPH_FILES[name])
         input_names = [i.name for i in session.get_inputs()]
-        want_inputs = list(VISION_INPUTS if name == "vision" else DECODER_INPUTS)
         output_names = [o.name for o in session.get_outputs()]
-        want_outputs = list(VISION_OUTPUTS if name == "vision" else DECODER_OUTPUTS)
+        want_inputs, want_outputs = (list(names) for names in interfaces[name])
         if input_names != want_inputs or output_names != want_outputs:
-            raise ParityError(f"{name}.onnx has inputs {input_names} and outputs {output_names}, expected "
+            raise ParityError(f"{GRAPH_FILES[name]} has inputs {input_names} and outputs {output_names}, expected "
                               f"{want_inputs} and {want_outputs}")
         got = session.run(None, {n: t.numpy() for n, t in zip(input_names, inputs, strict=True)})
         expected = expected if isinstance(expected, tuple) else (expected,)
@@ -231,11 +325,12 @@ def validate_outputs(model, export_dir: Path, atol: float) -> dict:
         for out_name, value, reference in zip(output_names, got, expected, strict=True):
             reference = reference.numpy()
             if value.shape != reference.shape:
-                raise ParityError(f"{name}.onnx output {out_name} has shape {list(value.shape)}, PyTorch "
+                raise ParityError(f"{GRAPH_FILES[name]} output {out_name} has shape {list(value.shape)}, PyTorch "
                                   f"{list(reference.shape)}")
             diff = float(np.max(np.abs(value - reference)))
             if not diff <= atol:  # also catches NaN
-                raise ParityError(f"{name}.onnx output {out_name} differs from PyTorch by {diff:.3g} > atol {atol:g}")
+                raise ParityError(f"{GRAPH_FILES[name]} output {out_name} differs from PyTorch by {diff:.3g} > "
+                                  f"atol {atol:g}")
             results[name][out_name] = {"shape": list(value.shape), "max_abs_diff": diff}
     return results
 
@@ -331,11 +426,11 @@ def quantize_int8(model, processor, fp32_dir: Path, out_dir: Path, checkpoint: s
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     out_dir.mkdir()
-    for name in ("vision", "decoder"):
-        quantize_dynamic(fp32_dir / f"{name}.onnx", out_dir / f"{name}.onnx", weight_type=QuantType.QInt8,
+    graphs = json.loads((fp32_dir / ONNX_MANIFEST).read_text())["graphs"]
+    for graph in (g for g in graphs.values() if isinstance(g, dict)):  # vision, decoder, split-cross decoder
+        quantize_dynamic(fp32_dir / graph["file"], out_dir / graph["file"], weight_type=QuantType.QInt8,
                          per_channel=True, extra_options={"MatMulConstBOnly": True})
     _copy_processor_files(checkpoint, out_dir)
-    graphs = json.loads((fp32_dir / ONNX_MANIFEST).read_text())["graphs"]
     write_manifest(out_dir, graphs, model, checkpoint, {}, variant="int8-dynamic")  # the runner reads it
     parity = {"greedy_ids": validate_greedy_ids(model, processor, out_dir, images, max_new_tokens, exact=False),
               "atol": None}
@@ -353,6 +448,7 @@ def export(options: ExportOptions) -> dict:
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
         graphs = export_graphs(model, staging)
+        graphs[SPLIT_DECODER] = derive_split_decoder(staging, model, graphs["decoder"])
         _copy_processor_files(options.checkpoint, staging)
         parity = {"atol": options.atol, "outputs": validate_outputs(model, staging, options.atol)}
         write_manifest(staging, graphs, model, options.checkpoint, parity, variant="fp32")  # the runner reads it

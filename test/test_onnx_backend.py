@@ -70,16 +70,31 @@ def test_changed_missing_or_broken_files_are_refused(export_dir, tmp_path):
         handle.write(bytes([byte[0] ^ 0xFF]))
     assert "decoder.onnx does not match the manifest" in _load(copy)
 
-    (copy / "decoder.onnx").write_bytes(b"not an onnx model")  # broken, with a manifest that agrees
+    (copy / "decoder.split.onnx").write_bytes(b"not an onnx model")  # broken, with a manifest that agrees
     manifest = json.loads((copy / ONNX_MANIFEST).read_text())
     manifest["files"] = file_hashes(copy, manifest["files"])
     (copy / ONNX_MANIFEST).write_text(json.dumps(manifest))
-    assert "onnxruntime cannot load decoder.onnx" in _load(copy)
+    assert "onnxruntime cannot load decoder.split.onnx" in _load(copy)
 
     (copy / "vocab.txt").unlink()
     assert "vocab.txt is listed in the manifest but missing" in _load(copy)
     (copy / ONNX_MANIFEST).write_text("{")
     assert "is not readable JSON" in _load(copy)
+
+
+def test_an_export_without_the_split_cross_decoder_still_loads(export_dir, tmp_path):
+    """Exports written before decoder.split.onnx existed run on decoder.onnx, with the same captions."""
+    copy = _copy(export_dir, tmp_path)
+    (copy / "decoder.split.onnx").unlink()
+    manifest = json.loads((copy / ONNX_MANIFEST).read_text())
+    del manifest["graphs"]["decoder_split"]
+    manifest["files"] = file_hashes(copy, [name for name in manifest["files"] if name != "decoder.split.onnx"])
+    (copy / ONNX_MANIFEST).write_text(json.dumps(manifest))
+    config = dict(backend="onnxruntime", max_new_tokens=10)
+    old = load_captioner(CaptionerConfig(model=str(copy), **config))
+    new = load_captioner(CaptionerConfig(model=str(export_dir), **config))
+    assert not old.split_cross and new.split_cross
+    assert old.caption(IMAGES) == new.caption(IMAGES)
 
 
 def test_not_an_export_dir_and_unsupported_settings(export_dir, tiny_blip_dir, tmp_path):
