@@ -32,7 +32,7 @@ class OnnxCaptioner:
             import onnxruntime as ort
             import torch
 
-            from .model_loading import load_processor
+            from .model_loading import ModelFilesError, load_processor
         except ImportError as exc:
             raise ModelLoadError(config.model,
                                  f"the onnxruntime backend needs onnxruntime and transformers ({exc})") from exc
@@ -63,8 +63,8 @@ class OnnxCaptioner:
                 raise ModelLoadError(config.model, f"onnxruntime cannot load {path.name}: {first}") from exc
         try:
             self.processor = load_processor(export_dir)
-        except Exception as exc:  # OSError / ValueError from transformers: a broken processor copy
-            raise ModelLoadError(config.model, f"processor files: {type(exc).__name__}: {exc}") from exc
+        except ModelFilesError as exc:  # a broken or missing processor copy
+            raise ModelLoadError(config.model, f"processor files: {exc.reason}") from exc
         self.providers = self.sessions["decoder"].get_providers()
         tokens = self.manifest["tokens"]
         self.bos, self.eos, self.pad = tokens["bos"], tokens["eos"], tokens["pad"]

@@ -264,16 +264,6 @@ def _to_record(frame: _Frame, index: int, source: str, report: LoadReport) -> Fr
     boxes = []
     if frame.labels:
         for label in frame.labels:
-            box2d = label.box2d
-            if box2d is not None and label.category in _KNOWN_CATEGORIES:  # the common case, inlined: 1.3M labels
-                attributes = label.attributes or _NO_LABEL_ATTRIBUTES
-                color = attributes.trafficLightColor
-                if color is not None:
-                    color = _light_color(color, report)
-                x1, x2 = (box2d.x1, box2d.x2) if box2d.x1 <= box2d.x2 else (box2d.x2, box2d.x1)
-                y1, y2 = (box2d.y1, box2d.y2) if box2d.y1 <= box2d.y2 else (box2d.y2, box2d.y1)
-                boxes.append(Box(label.category, x1, y1, x2, y2, attributes.occluded, attributes.truncated, color))
-                continue
             box = _to_box(label, report)
             if box is not None:
                 boxes.append(box)

@@ -29,8 +29,9 @@ from blip_train.attributes import ATTRIBUTE_KEYS
 from blip_train.bdd100k import UNDEFINED
 from blip_train.checkpoint import CheckpointError, load_blip, quiet_transformers
 from blip_train.config import ConfigError, TrainingConfig, parse_config
-from blip_train.data import CaptionSplit, DataError, load_caption_split
-from blip_train.eval import EDGE_VALUES, caption_rows, evaluate_model, model_image_spec, write_jsonl
+from blip_train.data import CaptionSplit, DataError
+from blip_train.eval import EDGE_VALUES, evaluate_model, model_image_spec, write_scores
+from blip_train.mixing import load_val_split
 from blip_train.report import read_log
 from blip_train.train import NonFiniteLossError, fit, setup
 
@@ -117,16 +118,12 @@ def evaluate_run(checkpoint: Path, config: TrainingConfig, out_dir: Path, max_fr
     model.to(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     size = model_image_spec(model, processor).size
     if size not in splits:
-        splits[size] = load_caption_split(data.data_root, data.val_split, size, caption_seed=data.caption_seed,
-                                          max_frames=max_frames, cache_images=data.cache_images,
-                                          cache_dir=data.cache_dir, workers=data.num_workers,
-                                          max_bad_image_fraction=data.max_bad_image_fraction, progress=progress)
+        splits[size] = load_val_split(data, size, max_frames, progress)
     split = splits[size]
     metrics, captions = evaluate_model(model, processor, split, config.generation, data.caption_seed,
                                        str(checkpoint), data.references_per_frame, progress=progress)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    write_jsonl(out_dir / "captions.jsonl", caption_rows(captions, split))
+    write_scores(out_dir, metrics, captions, split)
     return metrics
 
 

@@ -185,10 +185,15 @@ def describe_only(only: Mapping[str, Collection[str]]) -> str:
     return "; ".join(f"{key}={','.join(sorted(values))}" for key, values in only.items())
 
 
+def matches_only(frame: FrameRecord, only: Mapping[str, Collection[str]]) -> bool:
+    """Whether every attribute listed in `only` takes one of its listed values in `frame`."""
+    return all(getattr(frame, key) in values for key, values in only.items())
+
+
 def select_frames(frames: Sequence[FrameRecord], only: Mapping[str, Collection[str]],
                   source: str | Path) -> list[FrameRecord]:
-    """Frames whose every listed attribute takes one of its listed values; DataError naming `source` when none do."""
-    kept = [frame for frame in frames if all(getattr(frame, key) in values for key, values in only.items())]
+    """Frames that match `only` (matches_only); DataError naming `source` when none do."""
+    kept = [frame for frame in frames if matches_only(frame, only)]
     if not kept:
         counts = {key: Counter(getattr(frame, key) for frame in frames) for key in only}
         present = "; ".join(f"{key}: " + ", ".join(f"{value} {n}" for value, n in counted.most_common())

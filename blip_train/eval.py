@@ -115,6 +115,15 @@ def read_jsonl(path: str | Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def write_scores(out_dir: Path, metrics: dict, captions: Sequence[str], split: CaptionSplit,
+                 suffix: str = "") -> Path:
+    """out_dir/metrics{suffix}.json and captions{suffix}.jsonl; returns the metrics file."""
+    metrics_file = out_dir / f"metrics{suffix}.json"
+    metrics_file.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    write_jsonl(out_dir / f"captions{suffix}.jsonl", caption_rows(captions, split))
+    return metrics_file
+
+
 def evaluate_model(model, processor, split: CaptionSplit, generation: GenerationSettings, caption_seed: int,
                    model_name: str, references_per_frame: int = 5, progress: bool = False,
                    prompt: str | None = None) -> tuple[dict, list[str]]:
@@ -172,7 +181,7 @@ def _checkpoint_training_config(checkpoint: str) -> TrainingConfig | None:
 
 def run(settings: EvalSettings, explicit: set[str], progress: bool = True) -> dict:
     """Evaluate the checkpoint (and the baseline), write metrics, captions and the report; returns metrics."""
-    from blip_train.data import load_caption_split
+    from blip_train.mixing import load_val_split
     from blip_train.report import write_report
 
     options = settings.eval
@@ -191,15 +200,11 @@ def run(settings: EvalSettings, explicit: set[str], progress: bool = True) -> di
     model, processor = load_blip(options.checkpoint, "--checkpoint")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
-    split = load_caption_split(data.data_root, data.val_split, model_image_spec(model, processor).size,
-                               caption_seed=data.caption_seed, max_frames=options.max_frames,
-                               cache_images=data.cache_images, cache_dir=data.cache_dir, workers=data.num_workers,
-                               max_bad_image_fraction=data.max_bad_image_fraction, progress=progress)
+    split = load_val_split(data, model_image_spec(model, processor).size, options.max_frames, progress)
     metrics, captions = evaluate_model(model, processor, split, generation, data.caption_seed, options.checkpoint,
                                        data.references_per_frame, progress=progress)
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    write_jsonl(out_dir / "captions.jsonl", caption_rows(captions, split))
-    result = {"metrics": metrics, "metrics_file": str(out_dir / "metrics.json"), "baseline": None, "report": None}
+    metrics_file = write_scores(out_dir, metrics, captions, split)
+    result = {"metrics": metrics, "metrics_file": str(metrics_file), "baseline": None, "report": None}
     if options.baseline:
         del model
         base_model, base_processor = load_blip(options.baseline, "--baseline")
@@ -207,10 +212,7 @@ def run(settings: EvalSettings, explicit: set[str], progress: bool = True) -> di
         base_split = split
         base_size = model_image_spec(base_model, base_processor).size
         if base_size != split.images.size:
-            base_split = load_caption_split(data.data_root, data.val_split, base_size, caption_seed=data.caption_seed,
-                                            max_frames=options.max_frames, cache_images=data.cache_images,
-                                            cache_dir=data.cache_dir, workers=data.num_workers,
-                                            max_bad_image_fraction=data.max_bad_image_fraction, progress=progress)
+            base_split = load_val_split(data, base_size, options.max_frames, progress)
             if [f.name for f in base_split.frames] != [f.name for f in split.frames]:
                 raise DataError(f"{data.data_root}: the baseline's image size left a different set of readable "
                                 "frames; compare on a split without unreadable images")
@@ -218,8 +220,7 @@ def run(settings: EvalSettings, explicit: set[str], progress: bool = True) -> di
         base_metrics, base_captions = evaluate_model(base_model, base_processor, base_split, generation,
                                                      data.caption_seed, options.baseline, data.references_per_frame,
                                                      progress=progress, prompt=prompt)
-        (out_dir / "metrics_baseline.json").write_text(json.dumps(base_metrics, indent=2) + "\n", encoding="utf-8")
-        write_jsonl(out_dir / "captions_baseline.jsonl", caption_rows(base_captions, base_split))
+        write_scores(out_dir, base_metrics, base_captions, base_split, suffix="_baseline")
         log_file = options.train_log or _log_file_of(options.checkpoint)
         report = write_report(out_dir / "report", split, captions, base_captions, metrics, base_metrics,
                               log_file=log_file, samples=options.report_samples,

@@ -31,6 +31,7 @@ from blip_train.data import (
     WeightedEpochSampler,
     default_cache_dir,
     load_caption_split,
+    matches_only,
     prepare_images,
 )
 
@@ -74,19 +75,29 @@ def load_splits(data: DataConfig, size: tuple[int, int], progress: bool = False
     missing = data.missing_inputs()
     if missing:
         raise ConfigError(missing)
-    common = dict(caption_seed=data.caption_seed, cache_images=data.cache_images, cache_dir=data.cache_dir,
-                  workers=data.num_workers, max_bad_image_fraction=data.max_bad_image_fraction, progress=progress)
-    val = load_caption_split(data.data_root, data.val_split, size, max_frames=data.max_val_frames, **common)
+    val = load_val_split(data, size, data.max_val_frames, progress)
     only = parse_only(data.only)
     train_root = data.cityscapes_root if data.dataset == "cityscapes" else data.data_root
-    train = load_caption_split(train_root, data.train_split, size, max_frames=data.max_train_frames,
-                               dataset=data.dataset, only=only, **common)
+    train = load_caption_split(train_root, data.train_split, size, caption_seed=data.caption_seed,
+                               max_frames=data.max_train_frames, cache_images=data.cache_images,
+                               cache_dir=data.cache_dir, workers=data.num_workers,
+                               max_bad_image_fraction=data.max_bad_image_fraction, progress=progress,
+                               dataset=data.dataset, only=only)
     notes: list[str] = []
     if data.caption_source != "labels":
         # A video whose still is a validation frame must not be trained on, at any time in it.
         val_videos = {Path(frame.name).stem for frame in val.frames}
         train, notes = add_bddx(train, data, only, val_videos, size, progress)
     return train, val, notes
+
+
+def load_val_split(data: DataConfig, size: tuple[int, int], max_frames: int | None = None,
+                   progress: bool = False) -> CaptionSplit:
+    """The BDD100K validation split `data` names, at `size`: what training, blip-eval and blip-compare score on."""
+    return load_caption_split(data.data_root, data.val_split, size, caption_seed=data.caption_seed,
+                              max_frames=max_frames, cache_images=data.cache_images, cache_dir=data.cache_dir,
+                              workers=data.num_workers, max_bad_image_fraction=data.max_bad_image_fraction,
+                              progress=progress)
 
 
 def add_bddx(train: CaptionSplit, data: DataConfig, only: Mapping[str, frozenset[str]], exclude_videos: set[str],
@@ -165,7 +176,7 @@ def _video_frames(videos: Sequence[BddxVideo], folder: Path, exclude: set[str], 
         # The still's weather, time and scene hold for its whole 40 s video; its boxes do not.
         record = (dataclasses.replace(still, boxes=(), has_object_labels=False) if still is not None
                   else FrameRecord(name=f"{video.video}.jpg", has_object_labels=False))
-        if only and not all(getattr(record, key) in values for key, values in only.items()):
+        if only and not matches_only(record, only):
             counts["not matching --only"] += 1
             continue
         targets = [out_dir / f"{video.video}_{round(s.midpoint_s * 1000):05d}ms.jpg" for s in video.segments]

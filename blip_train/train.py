@@ -152,8 +152,9 @@ def setup(config: TrainingConfig, say: Callable[[str], None] = tqdm.write) -> _R
     from accelerate.state import AcceleratorState
     from accelerate.utils import set_seed
 
-    if config.data.missing_inputs():
-        raise ConfigError(config.data.missing_inputs())
+    missing = config.data.missing_inputs()
+    if missing:
+        raise ConfigError(missing)
     if config.optim.precision == "fp16" and not torch.cuda.is_available():
         raise ConfigError("--precision fp16 needs a CUDA device; use bf16 or no on CPU")
     # Accelerate distributes over CPU processes (gloo) only when told to run on the CPU: a torchrun/accelerate
