@@ -35,7 +35,7 @@ from blip_train.bdd100k import DET20_CATEGORIES, load_frames
 from blip_train.bddx import MAX_SEGMENTS, load_bddx, still_sentences
 from blip_train.captions import caption_frame
 from blip_train.cityscapes import LABEL_TO_CATEGORY, STUFF_LABELS, load_cityscapes
-from blip_train.synthetic import SCENES, TIMES_OF_DAY, WEATHERS
+from blip_train.synthetic import DRAWN_SCENES, DRAWN_TIMES_OF_DAY, DRAWN_WEATHERS
 
 LIGHT = ("NA", "G", "Y", "R")
 #: Approximate box counts per category in BDD100K's train labels (BDD100K paper, Fig. 4; det_20 is within a few %):
@@ -88,8 +88,9 @@ def write_det20(path: Path, n_frames: int, boxes_per_frame: float, seed: int = 0
             total += n
             frame = {"videoName": f"{i:08x}-bench", "name": f"{i:08x}-bench.jpg", "frameIndex": 0, "timestamp": 10000,
                      "labels": labels,
-                     "attributes": {"weather": WEATHERS[i % len(WEATHERS)], "timeofday": TIMES_OF_DAY[i % 3],
-                                    "scene": SCENES[i % len(SCENES)]}}
+                     "attributes": {"weather": DRAWN_WEATHERS[i % len(DRAWN_WEATHERS)],
+                                    "timeofday": DRAWN_TIMES_OF_DAY[i % 3],
+                                    "scene": DRAWN_SCENES[i % len(DRAWN_SCENES)]}}
             f.write(("," if i else "") + json.dumps(frame))
         f.write("]")
     return total

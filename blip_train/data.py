@@ -1,7 +1,8 @@
 """BDD100K (or Cityscapes) split -> (image, caption) pairs the model trains and is scored on.
 
 Frames come from `bdd100k.load_frames` (`cityscapes.load_cityscapes`), captions from `captions.caption_frame`;
-`blip_train.mixing` adds BDD-X sentences and the attribute-balanced sampler on top. Images are decoded with OpenCV and
+`blip_train.splits` loads the splits a DataConfig names, `blip_train.bddx_mixing` adds BDD-X sentences and
+`blip_train.balanced_sampling` draws rare attribute combinations more often. Images are decoded with OpenCV and
 resized once to the model's input size (area interpolation, like PIL's antialiased resize in BlipImageProcessor),
 then kept in a uint8 memmap cache keyed by the file list, the files' sizes and mtimes, and the size. Normalisation
 (processor mean/std) happens per batch in the collator, so the processor never sees 1280x720 frames in the loop.
@@ -27,6 +28,7 @@ import torch
 from tqdm import tqdm
 
 from blip_train import cityscapes
+from blip_train.attribute_filter import describe_only, matches_only
 from blip_train.bdd100k import FrameRecord, LabelFormatError, LoadReport, find_label_file, image_path, load_frames
 from blip_train.captions import caption_frame
 
@@ -178,16 +180,6 @@ def _load_records(root: Path, split: str, dataset: str) -> tuple[list[FrameRecor
         raise DataError(f"{label_file}: no *{cityscapes.POLYGON_SUFFIX} files in its city folders" if cs
                         else f"{label_file}: no frames in the label file")
     return frames, report, label_file
-
-
-def describe_only(only: Mapping[str, Collection[str]]) -> str:
-    """{"weather": {"snowy", "foggy"}} -> "weather=foggy,snowy" (the --only spelling)."""
-    return "; ".join(f"{key}={','.join(sorted(values))}" for key, values in only.items())
-
-
-def matches_only(frame: FrameRecord, only: Mapping[str, Collection[str]]) -> bool:
-    """Whether every attribute listed in `only` takes one of its listed values in `frame`."""
-    return all(getattr(frame, key) in values for key, values in only.items())
 
 
 def select_frames(frames: Sequence[FrameRecord], only: Mapping[str, Collection[str]],

@@ -33,8 +33,9 @@ from blip_caption_ros.caption_bag import caption_bag
 from blip_caption_ros.captioner import CaptionerConfig, ModelLoadError, load_captioner
 from blip_train.attributes import attribute_correct
 from blip_train.checkpoint import CheckpointError, quiet_transformers
-from blip_train.config import ConfigError, EvalConfig, EvalSettings, TrainingConfig, config_from_dict, load_recipe
+from blip_train.config import EvalSettings, ScoringConfig, TrainingConfig
 from blip_train.data import DataError
+from blip_train.dataclass_args import ConfigError, config_from_dict, load_recipe
 from blip_train.eval import format_summary
 from blip_train.eval import run as run_eval
 from blip_train.synthetic import generate_dataset
@@ -219,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"best validation CIDEr {result.state.best_metric:.3f} at step {result.state.best_step}")
         checkpoint = result.best or result.last
         settings = EvalSettings(
-            eval=EvalConfig(checkpoint=str(checkpoint), baseline=str(out / "init"), out=str(out / "eval"),
+            eval=ScoringConfig(checkpoint=str(checkpoint), baseline=str(out / "init"), out=str(out / "eval"),
                             train_log=str(result.log_file)),
             data=dataclasses.replace(config.data, val_split="val"), generation=config.generation)
         evaluation = run_eval(settings, explicit={"val_split"}, progress=True)

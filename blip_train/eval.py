@@ -25,16 +25,9 @@ from tqdm import tqdm
 from blip_train.attributes import detect_attributes
 from blip_train.captions import caption_frame
 from blip_train.checkpoint import TRAINER_STATE, TRAINING_CONFIG, CheckpointError, load_blip, quiet_transformers
-from blip_train.config import (
-    ConfigError,
-    EvalSettings,
-    GenerationSettings,
-    TrainingConfig,
-    config_from_dict,
-    load_recipe,
-    parse_config_explicit,
-)
+from blip_train.config import EvalSettings, GenerationSettings, TrainingConfig
 from blip_train.data import CaptionCollator, CaptionDataset, CaptionSplit, DataError, ImageSet, ImageSpec
+from blip_train.dataclass_args import ConfigError, config_from_dict, load_recipe, parse_config_explicit
 from blip_train.metrics import evaluate_captions
 
 #: Attribute values the summary also reports one by one: conditions a vehicle meets rarely and needs described most.
@@ -181,8 +174,8 @@ def _checkpoint_training_config(checkpoint: str) -> TrainingConfig | None:
 
 def run(settings: EvalSettings, explicit: set[str], progress: bool = True) -> dict:
     """Evaluate the checkpoint (and the baseline), write metrics, captions and the report; returns metrics."""
-    from blip_train.mixing import load_val_split
     from blip_train.report import write_report
+    from blip_train.splits import load_val_split
 
     options = settings.eval
     data, generation = settings.data, settings.generation

@@ -28,9 +28,10 @@ from tqdm import tqdm
 
 WIDTH, HEIGHT = 1280, 720
 HORIZON = int(HEIGHT * 0.45)
-WEATHERS = ("clear", "overcast", "partly cloudy", "rainy", "snowy", "foggy")
-TIMES_OF_DAY = ("daytime", "night", "dawn/dusk")
-SCENES = ("city street", "highway", "residential")
+#: The attribute values the renderer can draw (a subset of bdd100k.WEATHERS etc., in the generator's order).
+DRAWN_WEATHERS = ("clear", "overcast", "partly cloudy", "rainy", "snowy", "foggy")
+DRAWN_TIMES_OF_DAY = ("daytime", "night", "dawn/dusk")
+DRAWN_SCENES = ("city street", "highway", "residential")
 LIGHT_COLORS = ("red", "yellow", "green")
 _DET20_LIGHT = {"red": "R", "yellow": "Y", "green": "G", None: "NA"}
 
@@ -315,11 +316,11 @@ def _draw_object(img: np.ndarray, obj: SceneObject, rng: np.random.Generator, li
 
 def balanced_conditions(n: int, rng: np.random.Generator) -> list[tuple[str, str, str]]:
     """n (weather, timeofday, scene) triples: every weather x time pair equally often, order shuffled."""
-    pairs = list(itertools.product(WEATHERS, TIMES_OF_DAY))
+    pairs = list(itertools.product(DRAWN_WEATHERS, DRAWN_TIMES_OF_DAY))
     out: list[tuple[str, str, str]] = []
     while len(out) < n:
         order = rng.permutation(len(pairs)).tolist()
-        out.extend((*pairs[i], SCENES[int(rng.integers(0, len(SCENES)))]) for i in order)
+        out.extend((*pairs[i], DRAWN_SCENES[int(rng.integers(0, len(DRAWN_SCENES)))]) for i in order)
     return out[:n]
 
 

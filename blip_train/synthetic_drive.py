@@ -85,12 +85,12 @@ class DriveConfig:
     camera: str = "front"
 
     def __post_init__(self):
-        if self.weather not in synthetic.WEATHERS:
-            raise ValueError(f"--weather must be one of {', '.join(synthetic.WEATHERS)}")
-        if self.timeofday not in synthetic.TIMES_OF_DAY:
-            raise ValueError(f"--timeofday must be one of {', '.join(synthetic.TIMES_OF_DAY)}")
-        if self.scene not in synthetic.SCENES:
-            raise ValueError(f"--scene must be one of {', '.join(synthetic.SCENES)}")
+        if self.weather not in synthetic.DRAWN_WEATHERS:
+            raise ValueError(f"--weather must be one of {', '.join(synthetic.DRAWN_WEATHERS)}")
+        if self.timeofday not in synthetic.DRAWN_TIMES_OF_DAY:
+            raise ValueError(f"--timeofday must be one of {', '.join(synthetic.DRAWN_TIMES_OF_DAY)}")
+        if self.scene not in synthetic.DRAWN_SCENES:
+            raise ValueError(f"--scene must be one of {', '.join(synthetic.DRAWN_SCENES)}")
         if min(self.duration_s, self.camera_hz, self.lidar_hz, self.radar_hz, self.imu_hz, self.gps_hz) <= 0:
             raise ValueError("duration and rates must be positive")
 
@@ -212,9 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=1280, help="image width (default 1280)")
     parser.add_argument("--height", type=int, default=720, help="image height (default 720)")
     parser.add_argument("--raw", action="store_true", help="sensor_msgs/Image rgb8 instead of CompressedImage jpeg")
-    parser.add_argument("--weather", default="clear", choices=synthetic.WEATHERS)
-    parser.add_argument("--timeofday", default="daytime", choices=synthetic.TIMES_OF_DAY)
-    parser.add_argument("--scene", default="city street", choices=synthetic.SCENES)
+    parser.add_argument("--weather", default="clear", choices=synthetic.DRAWN_WEATHERS)
+    parser.add_argument("--timeofday", default="daytime", choices=synthetic.DRAWN_TIMES_OF_DAY)
+    parser.add_argument("--scene", default="city street", choices=synthetic.DRAWN_SCENES)
     parser.add_argument("--storage", default="mcap", choices=bag_io.STORAGES)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from blip_train.balanced_sampling import training_sampler
 from blip_train.checkpoint import (
     CheckpointError,
     TrainerState,
@@ -38,7 +39,7 @@ from blip_train.checkpoint import (
     write_checkpoint,
     write_rng_state,
 )
-from blip_train.config import ARCHITECTURES, ConfigError, TrainingConfig, parse_config
+from blip_train.config import ARCHITECTURES, TrainingConfig
 from blip_train.data import (
     CaptionCollator,
     CaptionDataset,
@@ -46,8 +47,9 @@ from blip_train.data import (
     DataError,
     EpochSampler,
 )
+from blip_train.dataclass_args import ConfigError, parse_config
 from blip_train.eval import generate_captions, model_image_spec, score_split
-from blip_train.mixing import load_splits, training_sampler
+from blip_train.splits import load_splits
 
 LOG_FILE = "train_log.jsonl"
 

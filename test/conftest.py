@@ -34,3 +34,46 @@ def tiny_blip_dir(tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("tiny_blip")
     build_blip(TINY_BLIP_WORDS, out_dir, arch=TINY)
     return out_dir
+
+
+# --- fixtures shared by the training-side tests (blip_train) ---
+
+
+@pytest.fixture(scope="session")
+def synthetic_bdd(tmp_path_factory):
+    """synthetic_bdd(train, val, seed): a generated BDD100K root with that many frames per split, made once."""
+    from blip_train.synthetic import generate_dataset
+
+    made = {}
+
+    def make(train: int, val: int, seed: int):
+        if (train, val, seed) not in made:
+            root = tmp_path_factory.mktemp(f"bdd_{train}_{val}_{seed}")
+            generate_dataset(root, train, split="train", seed=seed)
+            generate_dataset(root, val, split="val", seed=seed)
+            made[train, val, seed] = root
+        return made[train, val, seed]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def synthetic_cityscapes(tmp_path_factory):
+    """synthetic_cityscapes(train, seed): a generated Cityscapes root with a training split, made once."""
+    from blip_train.synthetic import generate_cityscapes
+
+    made = {}
+
+    def make(train: int, seed: int):
+        if (train, seed) not in made:
+            made[train, seed] = tmp_path_factory.mktemp(f"cityscapes_{train}_{seed}")
+            generate_cityscapes(made[train, seed], train, split="train", seed=seed)
+        return made[train, seed]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def dataset(synthetic_bdd):
+    """The BDD100K root most training tests run on: 16 training and 6 validation frames."""
+    return synthetic_bdd(16, 6, seed=1)

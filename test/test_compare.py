@@ -7,28 +7,24 @@ from pathlib import Path
 
 import pytest
 import yaml
+from training_helpers import tiny_training_flags
 
 from blip_train.compare import main
-from blip_train.config import TrainingConfig, config_from_dict
-from blip_train.synthetic import generate_cityscapes, generate_dataset
+from blip_train.config import TrainingConfig
+from blip_train.dataclass_args import config_from_dict
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def roots(tmp_path_factory) -> tuple[Path, Path]:
-    base = tmp_path_factory.mktemp("compare")
-    generate_dataset(base / "bdd", 16, split="train", seed=5)
-    generate_dataset(base / "bdd", 18, split="val", seed=5)  # every weather x time of day once
-    generate_cityscapes(base / "cityscapes", 12, split="train", seed=5)
-    return base / "bdd", base / "cityscapes"
+def roots(synthetic_bdd, synthetic_cityscapes) -> tuple[Path, Path]:
+    # 18 validation frames: every weather x time of day once
+    return synthetic_bdd(16, 18, seed=5), synthetic_cityscapes(12, seed=5)
 
 
 def tiny_overrides(cache: Path) -> list[str]:
-    return ["--arch", "tiny", "--epochs", "2", "--batch_size", "8", "--max_steps", "3", "--lr", "1e-3",
-            "--precision", "no", "--num_workers", "0", "--max_val_frames", "6", "--max_new_tokens", "8",
-            "--num_beams", "1", "--eval_batch_size", "18", "--eval_every", "2", "--log_every", "1",
-            "--cache_dir", str(cache), "--no-progress"]
+    return tiny_training_flags(cache, "--epochs", "2", "--max_steps", "3", "--precision", "no", "--max_val_frames", "6",
+                               "--num_beams", "1", "--eval_batch_size", "18", "--eval_every", "2")
 
 
 def test_recipes_differ_only_in_the_dataset():

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_train import read_log, tiny_args, tiny_config
+from training_helpers import read_log, tiny_args, tiny_config
 
 from blip_train.checkpoint import TrainerState
 from blip_train.train import train
@@ -33,13 +33,8 @@ COMMON = ("--epochs", "2", "--schedule", "constant", "--max_val_frames", "4", "-
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    from blip_train.synthetic import generate_dataset
-
-    root = tmp_path_factory.mktemp("bdd")
-    generate_dataset(root, 24, split="train", seed=2)  # 3 global batches of 8 per epoch
-    generate_dataset(root, 4, split="val", seed=2)
-    return root
+def dataset(synthetic_bdd) -> Path:
+    return synthetic_bdd(24, 4, seed=2)  # 3 global batches of 8 per epoch
 
 
 def torchrun(args: list[str], script: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:

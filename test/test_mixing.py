@@ -12,12 +12,15 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from training_helpers import tiny_training_flags
 
+from blip_train.attribute_filter import parse_only
+from blip_train.balanced_sampling import balance_weights, sampling_weights, training_sampler
 from blip_train.bdd100k import FrameRecord
-from blip_train.config import ConfigError, DataConfig, TrainingConfig, config_from_dict, parse_config
+from blip_train.config import DataConfig, TrainingConfig
 from blip_train.data import DataError, EpochSampler, WeightedEpochSampler
-from blip_train.mixing import balance_weights, load_splits, parse_only, sampling_weights, training_sampler
-from blip_train.synthetic import generate_cityscapes, generate_dataset
+from blip_train.dataclass_args import ConfigError, config_from_dict, parse_config
+from blip_train.splits import load_splits
 
 SIZE = (32, 32)
 HEADER = ["Input.Video"] + [f"Answer.{k}{part}" for k in range(1, 16)
@@ -26,12 +29,9 @@ URL = "https://s3-us-west-2.amazonaws.com/sq8geewpqu/samples-1k/{}.mov"
 
 
 @pytest.fixture(scope="module")
-def roots(tmp_path_factory) -> dict[str, Path]:
-    base = tmp_path_factory.mktemp("mixing")
-    generate_dataset(base / "bdd", 24, split="train", seed=3)
-    generate_dataset(base / "bdd", 6, split="val", seed=3)
-    generate_cityscapes(base / "cityscapes", 6, split="train", seed=3)
-    return {"bdd": base / "bdd", "cityscapes": base / "cityscapes", "cache": base / "cache"}
+def roots(synthetic_bdd, synthetic_cityscapes, tmp_path_factory) -> dict[str, Path]:
+    return {"bdd": synthetic_bdd(24, 6, seed=3), "cityscapes": synthetic_cityscapes(6, seed=3),
+            "cache": tmp_path_factory.mktemp("mixing_cache")}
 
 
 def frame_names(root: Path, split: str) -> list[str]:
@@ -113,10 +113,12 @@ def test_cityscapes_trains_and_bdd100k_validates(roots):
 
 
 def test_missing_and_malformed_inputs_name_the_file(roots, tmp_path):
+    from blip_train.train import setup
+
     with pytest.raises(ConfigError, match="--bddx_csv is required with --caption_source both"):
-        load_splits(data_config(roots, caption_source="both"), SIZE)
+        setup(TrainingConfig(data=data_config(roots, caption_source="both")))
     with pytest.raises(ConfigError, match="--cityscapes_root is required"):
-        load_splits(data_config(roots, dataset="cityscapes"), SIZE)
+        setup(TrainingConfig(data=data_config(roots, dataset="cityscapes")))
     with pytest.raises(ConfigError, match="--caption_source bddx pairs BDD-X sentences with BDD100K stills"):
         DataConfig(dataset="cityscapes", caption_source="bddx")
     with pytest.raises(ConfigError, match=r"--bddx_ratio must be in \(0, 1\)"):
@@ -246,9 +248,9 @@ def test_blip_train_with_both_sources_and_balancing(roots, bddx_csv, tmp_path):
     recipe.write_text(yaml.safe_dump({"data": {"caption_source": "both", "bddx_ratio": 0.25,
                                                "balance_attributes": True, "balance_cap": 4}}))
     config = parse_config(TrainingConfig, [
-        "--config", str(recipe), "--data_root", str(roots["bdd"]), "--bddx_csv", str(bddx_csv), "--arch", "tiny",
-        "--out_dir", str(tmp_path / "run"), "--cache_dir", str(roots["cache"]), "--num_workers", "0",
-        "--batch_size", "8", "--max_steps", "2", "--max_val_frames", "2", "--max_new_tokens", "4", "--no-progress"],
+        "--config", str(recipe), "--data_root", str(roots["bdd"]), "--bddx_csv", str(bddx_csv),
+        "--out_dir", str(tmp_path / "run"), *tiny_training_flags(roots["cache"], "--max_steps", "2",
+                                                                 "--max_val_frames", "2", "--max_new_tokens", "4")],
         "t", "")
     lines = []
     run = setup(config, lines.append)
@@ -262,8 +264,8 @@ def test_blip_train_with_both_sources_and_balancing(roots, bddx_csv, tmp_path):
 def test_blip_train_reports_filter_mistakes_without_a_traceback(roots, tmp_path, capsys):
     from blip_train.train import main
 
-    common = ["--data_root", str(roots["bdd"]), "--arch", "tiny", "--out_dir", str(tmp_path / "run"),
-              "--cache_dir", str(roots["cache"]), "--num_workers", "0", "--no-progress"]
+    common = ["--data_root", str(roots["bdd"]), "--out_dir", str(tmp_path / "run"),
+              *tiny_training_flags(roots["cache"])]
     assert main([*common, "--only", "weather=sunny"]) == 2
     assert "--only: unknown weather value(s) 'sunny'" in capsys.readouterr().err
     assert main([*common, "--only", "scene=tunnel"]) == 2

@@ -8,10 +8,11 @@ import pytest
 import torch
 from nonfinite_inject import install
 from safetensors.torch import load_file
-from test_train import dataset, read_log, tiny_args, tiny_config  # noqa: F401  (dataset is a fixture)
+from training_helpers import read_log, tiny_args, tiny_config
 
 from blip_train.checkpoint import TrainerState
-from blip_train.config import ConfigError, TrainingConfig, parse_config
+from blip_train.config import TrainingConfig
+from blip_train.dataclass_args import ConfigError, parse_config
 from blip_train.train import NonFiniteLossError, main, train
 
 
@@ -36,7 +37,7 @@ def test_flag_is_validated():
         parse_config(TrainingConfig, ["--max_nonfinite_skips", "0"], "t", "")
 
 
-def test_stop_names_the_step_and_keeps_the_last_good_checkpoint(dataset, tmp_path, nan_calls, capsys):  # noqa: F811
+def test_stop_names_the_step_and_keeps_the_last_good_checkpoint(dataset, tmp_path, nan_calls, capsys):
     out = tmp_path / "run"
     nan_calls("3")  # 4 batches of 4 per epoch, checkpoint every 2 steps: step 3 breaks
     code = main(tiny_args(dataset, out, "--epochs", "2", "--batch_size", "4", "--eval_every", "2"))
@@ -51,7 +52,7 @@ def test_stop_names_the_step_and_keeps_the_last_good_checkpoint(dataset, tmp_pat
     assert max(r["step"] for r in read_log(out)) == 2
 
 
-def test_skip_leaves_the_weights_alone_and_counts(dataset, tmp_path, nan_calls):  # noqa: F811
+def test_skip_leaves_the_weights_alone_and_counts(dataset, tmp_path, nan_calls):
     # Accumulation: the 2nd of the 2 batches of step 1 is corrupt, so the whole step is skipped.
     nan_calls("2")
     args = ("--epochs", "1", "--batch_size", "4", "--grad_accum", "2", "--nonfinite_loss", "skip")
@@ -79,7 +80,7 @@ def test_skip_leaves_the_weights_alone_and_counts(dataset, tmp_path, nan_calls):
     assert TrainerState.load(result.last).skipped_steps == 1
 
 
-def test_too_many_consecutive_skips_stop(dataset, tmp_path, nan_calls):  # noqa: F811
+def test_too_many_consecutive_skips_stop(dataset, tmp_path, nan_calls):
     nan_calls("2-")  # a model that went bad for good
     config = tiny_config(dataset, tmp_path / "run", "--epochs", "2", "--batch_size", "4", "--nonfinite_loss", "skip",
                          "--max_nonfinite_skips", "2")

@@ -12,10 +12,10 @@ import socket
 
 import pytest
 from safetensors.torch import load_file
+from training_helpers import tiny_args
 
 from blip_caption_ros.captioner import CaptionerConfig, ModelLoadError, load_captioner
 from blip_caption_ros.model_loading import ModelFilesError, load_blip, load_processor
-from blip_train.synthetic import generate_dataset
 
 
 class NetworkBlocked(OSError):
@@ -58,17 +58,16 @@ def test_local_directory_loads_without_any_connection(no_network, tiny_blip_dir)
     assert no_network == []
 
 
-def test_train_and_eval_on_a_local_model_make_no_connection(no_network, tiny_blip_dir, tmp_path):
+def test_train_and_eval_on_a_local_model_make_no_connection(no_network, tiny_blip_dir, synthetic_bdd,
+                                                            tmp_path):
     from blip_train.eval import main as eval_main
     from blip_train.train import main as train_main
 
-    data = tmp_path / "bdd"
-    generate_dataset(data, 4, split="train", seed=3)
-    generate_dataset(data, 2, split="val", seed=3)
+    data = synthetic_bdd(4, 2, seed=3)
     out = tmp_path / "run"
-    assert train_main(["--data_root", str(data), "--model", str(tiny_blip_dir), "--out_dir", str(out),
-                       "--cache_dir", str(tmp_path / "cache"), "--epochs", "1", "--batch_size", "4",
-                       "--num_workers", "0", "--max_new_tokens", "4", "--no-progress"]) == 0
+    # --arch none: the local --model, not one built from scratch
+    assert train_main(tiny_args(data, out, "--arch", "none", "--model", str(tiny_blip_dir), "--epochs", "1",
+                                "--batch_size", "4", "--max_new_tokens", "4")) == 0
     assert (out / "checkpoints" / "last" / "model.safetensors").is_file()
     assert eval_main(["--checkpoint", str(out / "checkpoints" / "last"), "--out", str(tmp_path / "eval"),
                       "--cache_dir", str(tmp_path / "cache"), "--max_new_tokens", "4"]) == 0

@@ -10,9 +10,9 @@ import pytest
 from blip_train.bdd100k import load_frames
 from blip_train.captions import caption_frame
 from blip_train.synthetic import (
+    DRAWN_TIMES_OF_DAY,
+    DRAWN_WEATHERS,
     HEIGHT,
-    TIMES_OF_DAY,
-    WEATHERS,
     WIDTH,
     SceneRenderer,
     generate_dataset,
@@ -23,7 +23,7 @@ from blip_train.synthetic import (
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("synthetic")
-    label_file = generate_dataset(root, n_frames=len(WEATHERS) * len(TIMES_OF_DAY), split="val", seed=3)
+    label_file = generate_dataset(root, n_frames=len(DRAWN_WEATHERS) * len(DRAWN_TIMES_OF_DAY), split="val", seed=3)
     return root, label_file
 
 
@@ -50,7 +50,7 @@ def test_layout_and_det20_format(dataset):
 def test_every_weather_and_time_pair_appears_equally(dataset):
     frames, _ = load_frames(dataset[1])
     pairs = sorted((f.weather, f.timeofday) for f in frames)
-    assert pairs == sorted(itertools.product(WEATHERS, TIMES_OF_DAY))
+    assert pairs == sorted(itertools.product(DRAWN_WEATHERS, DRAWN_TIMES_OF_DAY))
 
 
 def test_same_seed_same_dataset(tmp_path):
@@ -68,7 +68,7 @@ def _render(weather, timeofday, seed=0):
 
 
 def test_time_of_day_and_weather_are_visible_in_the_pixels():
-    brightness = {t: _render("clear", t)[1].mean() for t in TIMES_OF_DAY}
+    brightness = {t: _render("clear", t)[1].mean() for t in DRAWN_TIMES_OF_DAY}
     assert brightness["night"] < brightness["dawn/dusk"] < brightness["daytime"]
     clear, foggy = _render("clear", "daytime")[1], _render("foggy", "daytime")[1]
     assert foggy.std() < 0.6 * clear.std()

@@ -9,37 +9,16 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from training_helpers import read_log, tiny_args, tiny_config
 
 from blip_train.checkpoint import TRAINER_STATE, TRAINING_CONFIG, TrainerState
-from blip_train.config import ConfigError, TrainingConfig, config_from_dict, parse_config
+from blip_train.config import TrainingConfig
 from blip_train.data import CaptionCollator, ImageSpec, load_caption_split, prompt_length
+from blip_train.dataclass_args import ConfigError, config_from_dict, parse_config
 from blip_train.modeling import TINY, build_processor, build_tokenizer
-from blip_train.synthetic import generate_dataset
 from blip_train.train import LOG_FILE, lr_lambda, main, train
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("bdd")
-    generate_dataset(root, 16, split="train", seed=1)
-    generate_dataset(root, 6, split="val", seed=1)
-    return root
-
-
-def tiny_args(root: Path, out: Path, *extra: str) -> list[str]:
-    return ["--data_root", str(root), "--arch", "tiny", "--out_dir", str(out), "--cache_dir", str(out.parent / "cache"),
-            "--batch_size", "8", "--lr", "1e-3", "--num_workers", "0", "--max_new_tokens", "8", "--log_every", "1",
-            "--no-progress", *extra]
-
-
-def tiny_config(root: Path, out: Path, *extra: str) -> TrainingConfig:
-    return parse_config(TrainingConfig, tiny_args(root, out, *extra), "test", "test")
-
-
-def read_log(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / LOG_FILE).read_text().splitlines()]
 
 
 # --- configuration --------------------------------------------------------------------------------------------------
