@@ -76,19 +76,23 @@ class BddxReport:
     source: str
     rows: int = 0
     segments: int = 0
-    skipped: Counter = field(default_factory=Counter)
+    skipped: Counter = field(default_factory=Counter)  # segments, by reason
+    skipped_rows: Counter = field(default_factory=Counter)  # whole rows (videos), by reason
     examples: list[str] = field(default_factory=list)
 
-    def skip(self, reason: str, where: str) -> None:
-        self.skipped[reason] += 1
+    def skip(self, reason: str, where: str, whole_row: bool = False) -> None:
+        (self.skipped_rows if whole_row else self.skipped)[reason] += 1
         if len(self.examples) < 10:
             self.examples.append(f"{where}: {reason}")
 
     def warnings(self) -> list[str]:
-        if not self.skipped:
-            return []
-        summary = ", ".join(f"{reason} ({n})" for reason, n in self.skipped.most_common())
-        return [f"{self.source}: skipped {sum(self.skipped.values())} segments: {summary}", *self.examples]
+        parts = []
+        for unit, counts in (("row", self.skipped_rows), ("segment", self.skipped)):
+            if counts:
+                total = sum(counts.values())
+                summary = ", ".join(f"{reason} ({n})" for reason, n in counts.most_common())
+                parts.append(f"{total} {unit}{'' if total == 1 else 's'}: {summary}")
+        return [f"{self.source}: skipped {'; '.join(parts)}", *self.examples] if parts else []
 
 
 def video_name(url: str) -> str:
@@ -122,7 +126,7 @@ def load_bddx(path: str | Path) -> tuple[list[BddxVideo], BddxReport]:
                     url = (row.get("Input.Video") or "").strip()
                     name = video_name(url)
                     if not url or not name:
-                        report.skip("row without a video URL", f"row {row_number}")
+                        report.skip("row without a video URL", f"row {row_number}", whole_row=True)
                         continue
                     segments = tuple(_segments(row, row_number, report))
                     report.segments += len(segments)

@@ -59,6 +59,18 @@ def test_rows_segments_and_sentences(tmp_path):
     assert report.skipped == {"start/end not a number": 1, "times outside 0 <= start <= end <= 40": 1,
                               "no action sentence": 1}
     assert any("row 4, segment 2" in line for line in report.warnings())
+    assert report.warnings()[0].endswith(": skipped 3 segments: start/end not a number (1), times outside 0 <= start "
+                                         "<= end <= 40 (1), no action sentence (1)")
+
+
+def test_a_row_without_a_url_is_counted_as_a_row(tmp_path):
+    path = write_csv(tmp_path / "BDD-X-Annotations_v1.csv", ROWS[2:])
+    with path.open("a", newline="") as f:
+        csv.writer(f).writerow(["", "0", "10", "The car drives", "as traffic moves."] + [""] * (len(HEADER) - 5))
+    videos, report = load_bddx(path)
+    assert len(videos) == 1 and report.skipped_rows == {"row without a video URL": 1}
+    assert report.warnings()[0] == (f"{path}: skipped 1 row: row without a video URL (1); 3 segments: start/end not "
+                                    "a number (1), times outside 0 <= start <= end <= 40 (1), no action sentence (1)")
 
 
 def test_stills_pair_with_segments_covering_ten_seconds(tmp_path):
