@@ -1,7 +1,7 @@
 """Fuzz a running caption_node with malformed camera and point-cloud messages; check it survives and counts them.
 
 Starts two caption nodes on loopback DDS (namespace /raw: sensor_msgs/Image; /comp: CompressedImage) with a tiny
-random BLIP (or --model), then publishes N messages drawn from `blip_caption_ros.fuzz_inputs`: bad images and
+random BLIP (or --model), then publishes N messages drawn from `test/fuzz_inputs.py`: bad images and
 clouds of every kind, odd-but-valid ones, good frames (each waited for until its caption arrives), stamps that go
 backwards and out of order. Pass when, at the end:
 
@@ -26,7 +26,8 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from node_harness import ros_environment, rss_mb, start_node, stop
+from node_harness import rss_mb, start_node, stop
+from ros_helpers import CAMERA_COUNTERS, counters_balance, loopback_ros_environment
 
 S = 1_000_000_000
 
@@ -83,9 +84,8 @@ class Harness:
 
 
 def run(messages: int, seed: int, model: str, pace_ms: float, max_rss_growth_mb: float, workdir: Path) -> dict:
+    import fuzz_inputs as fz
     import rclpy
-
-    from blip_caption_ros import fuzz_inputs as fz
 
     common = (f"model:={model}", "max_new_tokens:=4", "overlay:=false")
     nodes = {"/raw": start_node(workdir / "raw.log", *common, "image_transport:=raw", namespace="/raw"),
@@ -213,7 +213,7 @@ def _expected(sent: Counter) -> dict[str, dict[str, int]]:
 def _counts(diagnostics: dict, ns: str) -> dict[str, int]:
     camera = diagnostics.get(f"{ns}/caption_node: front", {})
     node = diagnostics.get(f"{ns}/caption_node", {})
-    out = {key: int(camera.get(key, -1)) for key in ("received", "captioned", "dropped", "bad_inputs", "failed")}
+    out = {key: int(camera.get(key, -1)) for key in CAMERA_COUNTERS}
     for sensor in ("lidar", "radar"):
         if f"{sensor}_received" in node:
             out[f"{sensor}_received"] = int(node[f"{sensor}_received"])
@@ -222,8 +222,7 @@ def _counts(diagnostics: dict, ns: str) -> dict[str, int]:
 
 
 def _matches_counts(c: dict[str, int], exp: dict[str, int]) -> bool:
-    ok = (c["received"] == exp["frames"] and c["failed"] == 0
-          and c["received"] == c["captioned"] + c["dropped"] + c["bad_inputs"]
+    ok = (c["received"] == exp["frames"] and c["failed"] == 0 and counters_balance(c)
           and c["bad_inputs"] + c["dropped"] == exp["bad_frames"] and c["captioned"] == exp["good_frames"])
     for sensor in ("lidar", "radar"):
         if sensor in exp:
@@ -245,7 +244,7 @@ def main() -> int:
     parser.add_argument("--max-rss-growth-mb", type=float, default=50.0, help="memory growth allowed after warm-up")
     parser.add_argument("--json", type=Path, help="write the report here")
     args = parser.parse_args()
-    ros_environment()
+    loopback_ros_environment("fuzz_node_ros_home_", own_domain=False, large_data_profile=True)
     with tempfile.TemporaryDirectory(prefix="fuzz_node_") as tmp:
         workdir = Path(tmp)
         model = args.model

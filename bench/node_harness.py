@@ -1,4 +1,8 @@
-"""What the node harnesses (fuzz, soak) share: a loopback-only ROS environment, starting caption_node, its RSS."""
+"""What the node harnesses (fuzz, soak, overhead) share: starting caption_node, its RSS, and the tests' helpers.
+
+The loopback ROS environment, the message builders and the counters check are the tests' own (test/ros_helpers.py,
+test/fuzz_inputs.py); importing this module puts test/ on the path so the bench scripts use the same ones.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +10,11 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def ros_environment() -> None:
-    """DDS stays on loopback, with a domain and ROS_HOME of this run's own (call before importing rclpy)."""
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 90))
-    os.environ["ROS_HOME"] = tempfile.mkdtemp(prefix="node_harness_ros_home_")
-    os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
-    os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds_large_data.xml"))
-    os.environ["HF_HUB_OFFLINE"] = "1"
+if str(REPO / "test") not in sys.path:
+    sys.path.insert(0, str(REPO / "test"))
 
 
 def rss_mb(pid: int) -> float:

@@ -25,23 +25,17 @@ import time
 from pathlib import Path
 
 import numpy as np
+from node_harness import REPO  # noqa: F401  (puts test/ on the path: the tests' environment and message builders)
+from ros_helpers import LARGE_DATA_PROFILE, loopback_ros_environment, make_cloud, make_image
 
-REPO = Path(__file__).resolve().parents[1]
-PROFILE = REPO / "config" / "fastdds_large_data.xml"
 CAMERAS = ("front", "left")
 
 
-def ros_env(fastdds_profile: bool = True) -> dict[str, str]:
-    env = dict(os.environ)
-    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # nothing leaves this machine
-    env.setdefault("ROS_DOMAIN_ID", str(60 + os.getpid() % 30))
-    env.setdefault("ROS_HOME", tempfile.mkdtemp(prefix="bench_ros_home_"))
-    if fastdds_profile:
-        env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(PROFILE))
-    else:
-        env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
-    env["HF_HUB_OFFLINE"] = "1"
-    return env
+def ros_environment(fastdds_profile: bool = True) -> None:
+    """Loopback DDS as the tests have it; with or without the large-data profile (--no-fastdds-profile)."""
+    loopback_ros_environment("node_overhead_ros_home_", own_domain=False, large_data_profile=fastdds_profile)
+    if not fastdds_profile:
+        os.environ.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
 
 
 def percentiles(values) -> str:
@@ -56,30 +50,19 @@ def percentiles(values) -> str:
 def run_publisher(args) -> None:
     import rclpy
     from rclpy.qos import qos_profile_sensor_data
-    from sensor_msgs.msg import Image, PointCloud2, PointField
+    from sensor_msgs.msg import Image, PointCloud2
 
     rclpy.init()
     node = rclpy.create_node("bench_publisher")
-    pixels = np.random.default_rng(0).integers(0, 256, (args.height, args.width, 3), dtype=np.uint8)
-    images = {}
-    for camera in CAMERAS:
-        msg = Image(height=args.height, width=args.width, encoding="rgb8", step=args.width * 3)
-        msg.header.frame_id = f"{camera}_optical"
-        msg.data = pixels.tobytes()
-        images[camera] = (node.create_publisher(Image, f"{camera}/image", qos_profile_sensor_data), msg)
+    images = {camera: (node.create_publisher(Image, f"{camera}/image", qos_profile_sensor_data),
+                       make_image(0, f"{camera}_optical", args.width, args.height, seed=0)) for camera in CAMERAS}
     overlay_seen = []
     node.create_subscription(Image, "front/caption/image", lambda m: overlay_seen.append(1), 1)
 
     def cloud(n, frame_id, extra=()):
         names = ("x", "y", "z", *extra)
         points = np.random.default_rng(1).uniform(-50, 50, (n, len(names))).astype(np.float32)
-        fields = [PointField(name=name, offset=4 * i, datatype=PointField.FLOAT32, count=1)
-                  for i, name in enumerate(names)]
-        msg = PointCloud2(height=1, width=n, fields=fields, point_step=4 * len(names), row_step=4 * len(names) * n,
-                          is_dense=True)
-        msg.header.frame_id = frame_id
-        msg.data = points.tobytes()
-        return msg
+        return make_cloud({name: points[:, i] for i, name in enumerate(names)}, frame_id)
 
     lidar = (node.create_publisher(PointCloud2, "lidar/points", qos_profile_sensor_data), cloud(32_768, "lidar"))
     radar = (node.create_publisher(PointCloud2, "radar/points", qos_profile_sensor_data),
@@ -123,10 +106,6 @@ class InstantCaptioner:
 
 
 def run_node_overhead(args) -> dict:
-    env = ros_env(not args.no_fastdds_profile)
-    os.environ.update(env)
-    if "FASTDDS_DEFAULT_PROFILES_FILE" not in env:
-        os.environ.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
@@ -225,7 +204,7 @@ def blip_base(args) -> dict:
         build_s = time.perf_counter() - start
         runs = {}
         for precision in ("fp32", "bf16"):
-            env = {**ros_env(), "OMP_NUM_THREADS": str(os.cpu_count())}
+            env = {**os.environ, "OMP_NUM_THREADS": str(os.cpu_count())}
             result = subprocess.run([sys.executable, __file__, "--blip-base-worker", model_dir, "--precision",
                                      precision, "--base-captions", str(args.base_captions)],
                                     capture_output=True, text=True, env=env)
@@ -253,8 +232,9 @@ def main() -> None:
         return run_publisher(args)
     if args.blip_base_worker:
         return run_blip_base(args)
+    ros_environment(not args.no_fastdds_profile)  # the publisher and BLIP-base processes inherit it
 
-    profile = "default transports" if args.no_fastdds_profile else f"profile {PROFILE.name}"
+    profile = "default transports" if args.no_fastdds_profile else f"profile {LARGE_DATA_PROFILE.name}"
     print(f"node overhead: {len(CAMERAS)} cameras x {args.width}x{args.height} rgb8 at {args.rate:g} Hz, "
           f"{args.duration:g} s, Fast DDS {profile}")
     result = run_node_overhead(args)

@@ -30,16 +30,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-from node_harness import ros_environment, rss_mb, start_node, stop
+from node_harness import rss_mb, start_node, stop
+from ros_helpers import CAMERA_COUNTERS, counters_balance, header, loopback_ros_environment
 
 
 def publish(cameras: list[str], width: int, height: int, hz: float, duration: float, ready, done) -> None:
     """The sensor side, in its own process: cameras at `hz`, LiDAR 10 Hz, radar 20 Hz, until `duration` is over."""
     import rclpy
+    from fuzz_inputs import good_lidar, good_radar
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
-
-    from blip_caption_ros.fuzz_inputs import good_lidar, good_radar, header
 
     rclpy.init()
     node = rclpy.create_node("soak_sensors")
@@ -78,11 +78,6 @@ def publish(cameras: list[str], width: int, height: int, hz: float, duration: fl
     rclpy.try_shutdown()
 
 
-def _balanced(status: dict[str, str]) -> bool:
-    return bool(status) and int(status["received"]) == sum(
-        int(status[k]) for k in ("captioned", "dropped", "bad_inputs", "failed"))
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=600.0, help="seconds of overload (default 600)")
@@ -95,7 +90,7 @@ def main() -> int:
     parser.add_argument("--max-rss-growth-mb", type=float, default=50.0)
     parser.add_argument("--json", type=Path, help="write the report here")
     args = parser.parse_args()
-    ros_environment()
+    loopback_ros_environment("soak_node_ros_home_", own_domain=False, large_data_profile=True)
     cameras = [c for c in args.cameras.split(",") if c]
 
     import rclpy
@@ -151,7 +146,7 @@ def main() -> int:
             while time.monotonic() < deadline and node.poll() is None:
                 rclpy.spin_once(probe, timeout_sec=0.1)
                 snapshot = tuple(tuple(sorted(diagnostics.get(f"/caption_node: {c}", {}).items())) for c in cameras)
-                if snapshot != last or not all(_balanced(dict(s)) for s in snapshot):
+                if snapshot != last or not all(counters_balance(dict(s)) for s in snapshot):
                     settled_since, last = time.monotonic(), snapshot
                 elif time.monotonic() - settled_since > 2.5:
                     break
@@ -164,7 +159,7 @@ def main() -> int:
         log_tail = (workdir / "node.log").read_text(errors="replace").splitlines()[-10:]
 
     counts = {c: {k: int(v) for k, v in diagnostics.get(f"/caption_node: {c}", {}).items()
-                  if k in ("received", "captioned", "dropped", "bad_inputs", "failed")} for c in cameras}
+                  if k in CAMERA_COUNTERS} for c in cameras}
     totals = np.array([t for _, t, _ in latencies]) if latencies else np.zeros(1)
     inference = np.array([i for _, _, i in latencies]) if latencies else np.zeros(1)
     quarter = max(len(latencies) // 4, 1)
@@ -179,9 +174,7 @@ def main() -> int:
         "alive": alive,
         "clean_exit": exit_code == 0,
         "drops_counted_exactly": bool(counts) and all(
-            c.get("received", -1) == c.get("captioned", 0) + c.get("dropped", 0) + c.get("bad_inputs", 0)
-            + c.get("failed", 0) and c.get("bad_inputs", 1) == 0 and c.get("failed", 1) == 0
-            for c in counts.values()),
+            counters_balance(c) and c["bad_inputs"] == 0 and c["failed"] == 0 for c in counts.values()),
         "no_backlog": bool(latencies) and float(np.percentile(totals, 95)) <= 2.0 * float(
             np.percentile(inference, 95)) + 50.0 and last_q <= first_q * 1.5 + 50.0,
         "memory": growth < args.max_rss_growth_mb,

@@ -6,21 +6,15 @@ import rclpy, and without relying on each test to remember.
 """
 
 import os
-import tempfile
 
-os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-os.environ.pop("ROS_STATIC_PEERS", None)
-# 0-101 stays below the kernel's ephemeral port range; spread concurrent runs by pid.
-os.environ["ROS_DOMAIN_ID"] = str(10 + os.getpid() % 90)
-os.environ["ROS_HOME"] = tempfile.mkdtemp(prefix="blip_caption_ros_test_home_")
-os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["TRANSFORMERS_OFFLINE"] = "1"
+import pytest
+from ros_helpers import loopback_ros_environment
+
+loopback_ros_environment("blip_caption_ros_test_home_")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 # --- fixtures shared by the vehicle-side tests (blip_caption_ros) ---
-import pytest  # noqa: E402
 
 TINY_BLIP_WORDS = ("a", "picture", "of", "car", "cars", "road", "street", "city", "highway", "rain", "night", "day",
                    "truck", "person", "traffic", "light", "sign", "clear", "snow", "fog", "parked", "driving")

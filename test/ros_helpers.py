@@ -1,7 +1,9 @@
-"""Helpers for the vehicle-side tests: message builders, the caption node as a subprocess, and a probe node.
+"""Helpers for the vehicle-side tests and node benchmarks: the loopback ROS environment, message builders, the caption
+node as a subprocess, a probe node, and the check that a camera's counters account for every frame.
 
 Message builders use the real sensor_msgs classes; the node runs as its own process (as `ros2 run` would start it)
 and the probe is a real rclpy node in the test process. Waits poll against a deadline, never sleep a fixed time.
+bench/ scripts import this module too (bench/node_harness.py puts test/ on their path).
 """
 
 from __future__ import annotations
@@ -20,8 +22,39 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_YAML = REPO / "config" / "caption.yaml"
+LARGE_DATA_PROFILE = REPO / "config" / "fastdds_large_data.xml"
+#: Where each frame of a camera went, as /diagnostics reports it (blip_caption_ros.stats.CameraStats.COUNTERS).
+CAMERA_COUNTERS = ("received", "captioned", "dropped", "bad_inputs", "failed")
 POINTFIELD = {np.dtype("int8"): 1, np.dtype("uint8"): 2, np.dtype("int16"): 3, np.dtype("uint16"): 4,
               np.dtype("int32"): 5, np.dtype("uint32"): 6, np.dtype("float32"): 7, np.dtype("float64"): 8}
+
+
+def loopback_ros_environment(home_prefix: str = "ros_home_", own_domain: bool = True,
+                             large_data_profile: bool = False) -> None:
+    """Keep DDS on this machine, in a ROS domain and ROS_HOME of this process's own; call before rclpy is imported
+    (child processes inherit it). `own_domain=False` keeps a ROS_DOMAIN_ID that is already set (a harness started by
+    a test joins the test's domain); `large_data_profile` points Fast DDS at config/fastdds_large_data.xml unless a
+    profile is set already."""
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    os.environ.pop("ROS_STATIC_PEERS", None)
+    if own_domain or "ROS_DOMAIN_ID" not in os.environ:
+        # 0-101 stays below the kernel's ephemeral port range; spread concurrent runs by pid.
+        os.environ["ROS_DOMAIN_ID"] = str(10 + os.getpid() % 90)
+    os.environ["ROS_HOME"] = tempfile.mkdtemp(prefix=home_prefix)
+    os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+    if large_data_profile:
+        os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(LARGE_DATA_PROFILE))
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+
+def counters_balance(status: dict) -> bool:
+    """Whether a camera's /diagnostics values account for every frame it received (the node is idle):
+    received = captioned + dropped + bad_inputs + failed. False while a counter is missing."""
+    if not all(key in status for key in CAMERA_COUNTERS):
+        return False
+    c = {key: int(status[key]) for key in CAMERA_COUNTERS}
+    return c["received"] == c["captioned"] + c["dropped"] + c["bad_inputs"] + c["failed"]
 
 
 def stamp_msg(stamp_ns: int):
@@ -72,6 +105,7 @@ def xyz(points, dtype=np.float32, **extra) -> dict[str, np.ndarray]:
 
 
 def make_image(stamp_ns: int, frame_id: str, width=64, height=48, encoding="rgb8", seed=0):
+    """Random pixels from `seed` (an int, or a numpy Generator whose stream it draws from)."""
     from sensor_msgs.msg import Image
 
     channels = {"rgb8": 3, "bgr8": 3, "mono8": 1}.get(encoding, 2)

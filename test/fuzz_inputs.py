@@ -4,21 +4,18 @@ Each generator returns a real sensor_msgs message and whether a correct consumer
 the ones met in the field: truncated or corrupt JPEG/PNG, unknown encodings, step/width/height that disagree with
 the payload, zero and absurd sizes, big-endian payloads, clouds with missing fields or wrong datatypes, NaN/inf
 coordinates, point_step or row_step that do not match the data, and empty clouds. Stamps can be shuffled or sent
-backwards by the caller. Used by `bench/fuzz_node.py` (and its CI-sized test); imports message types, not rclpy.
+backwards by the caller. Valid messages come from the tests' builders (ros_helpers); each mutant is one of them
+with a field broken. Used by `bench/fuzz_node.py` (and its CI-sized test) and `bench/soak_node.py`; imports message
+types, not rclpy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
-from builtin_interfaces.msg import Time
+from ros_helpers import header, make_cloud, make_compressed, make_image
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2, PointField
-from std_msgs.msg import Header
-
-F32 = PointField.FLOAT32
 
 
 @dataclass(frozen=True)
@@ -28,21 +25,12 @@ class Mutant:
     bad: bool
 
 
-def header(stamp_ns: int, frame_id: str) -> Header:
-    sec, nanosec = divmod(stamp_ns, 1_000_000_000)
-    return Header(stamp=Time(sec=sec, nanosec=nanosec), frame_id=frame_id)
-
-
 def good_image(rng: np.random.Generator, stamp_ns: int, width: int = 96, height: int = 64) -> Image:
-    pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-    return Image(header=header(stamp_ns, "camera"), height=height, width=width, encoding="rgb8", step=width * 3,
-                 data=pixels.tobytes())
+    return make_image(stamp_ns, "camera", width, height, seed=rng)
 
 
 def good_jpeg(rng: np.random.Generator, stamp_ns: int, width: int = 96, height: int = 64) -> CompressedImage:
-    ok, encoded = cv2.imencode(".jpg", rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
-    assert ok
-    return CompressedImage(header=header(stamp_ns, "camera"), format="jpeg", data=encoded.tobytes())
+    return make_compressed(stamp_ns, "camera", "jpeg", width, height, seed=rng)
 
 
 def _raw(stamp_ns, encoding, width, height, step, data, bigendian=0) -> Image:
@@ -75,8 +63,7 @@ def image_mutants(rng: np.random.Generator, stamp_ns: int) -> list[Mutant]:
 
 def compressed_mutants(rng: np.random.Generator, stamp_ns: int) -> list[Mutant]:
     jpeg = bytes(good_jpeg(rng, stamp_ns, 64, 48).data)
-    ok, png = cv2.imencode(".png", rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
-    png = png.tobytes()
+    png = bytes(make_compressed(stamp_ns, "camera", "png", 64, 48, seed=rng).data)
 
     def msg(fmt, data):
         return CompressedImage(header=header(stamp_ns, "camera"), format=fmt, data=data)
@@ -97,20 +84,14 @@ def compressed_mutants(rng: np.random.Generator, stamp_ns: int) -> list[Mutant]:
 
 def cloud(stamp_ns: int, columns: dict[str, np.ndarray], frame_id: str = "lidar", datatypes=None,
           point_step_delta: int = 0, row_step_delta: int = 0, truncate: int = 0, bigendian: bool = False):
-    names = list(columns)
-    count = len(next(iter(columns.values()))) if columns else 0
-    dtype = np.dtype({"names": names, "formats": [columns[n].dtype for n in names]})
-    points = np.zeros(count, dtype)
-    for name in names:
-        points[name] = columns[name]
-    data = points.tobytes()
+    """make_cloud's packed cloud, then broken as asked: steps off by a delta, data cut short, a wrong endian flag."""
+    msg = make_cloud(columns, frame_id, stamp_ns, datatypes=datatypes)
+    msg.point_step += point_step_delta
+    msg.row_step += row_step_delta
     if truncate:
-        data = data[: max(len(data) - truncate, 0)]
-    fields = [PointField(name=n, offset=dtype.fields[n][1], datatype=(datatypes or {}).get(n, F32), count=1)
-              for n in names]
-    return PointCloud2(header=header(stamp_ns, frame_id), height=1, width=count, fields=fields,
-                       is_bigendian=bigendian, point_step=dtype.itemsize + point_step_delta,
-                       row_step=dtype.itemsize * count + row_step_delta, data=data, is_dense=False)
+        msg.data = bytes(msg.data)[: max(len(msg.data) - truncate, 0)]
+    msg.is_bigendian = bigendian  # the bytes stay little-endian
+    return msg
 
 
 def good_lidar(rng: np.random.Generator, stamp_ns: int, n: int = 200) -> PointCloud2:
@@ -151,6 +132,3 @@ def cloud_mutants(rng: np.random.Generator, stamp_ns: int, radar: bool = False) 
         mutants.append(Mutant("empty cloud", cloud(stamp_ns, {k: np.zeros(0, np.float32) for k in "xyz"}, frame),
                               True))
     return mutants
-
-
-Generator = Callable[[np.random.Generator, int], list[Mutant]]
