@@ -60,10 +60,6 @@ class FrameSlots:
             self._slots = dict.fromkeys(self._slots)
             return frames
 
-    def pending(self) -> int:
-        with self._ready:
-            return sum(frame is not None for frame in self._slots.values())
-
     def close(self) -> None:
         with self._ready:
             self._closed = True

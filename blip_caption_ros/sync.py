@@ -37,7 +37,6 @@ class SensorBuffer(Generic[T]):
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         self.capacity = capacity
         self.backwards_reset_ns = backwards_reset_ns
-        self.resets = 0
         self._stamps: list[int] = []
         self._values: list[T] = []
         self._lock = threading.Lock()
@@ -57,18 +56,12 @@ class SensorBuffer(Generic[T]):
             if reset:
                 self._stamps.clear()
                 self._values.clear()
-                self.resets += 1
             index = bisect.bisect_right(self._stamps, stamp_ns)
             self._stamps.insert(index, stamp_ns)
             self._values.insert(index, value)
             if len(self._stamps) > self.capacity:
                 del self._stamps[0], self._values[0]
             return reset
-
-    def clear(self) -> None:
-        with self._lock:
-            self._stamps.clear()
-            self._values.clear()
 
     def nearest(self, stamp_ns: int, max_offset_ns: int) -> Stamped[T] | None:
         """The entry nearest to `stamp_ns` (the earlier one on a tie), or None if none lies within `max_offset_ns`."""

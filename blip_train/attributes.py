@@ -58,7 +58,6 @@ _OBJECT_PATTERNS = {
     "trailer": r"\btrailers?\b",
 }
 OBJECT_PATTERNS = {category: re.compile(p, re.IGNORECASE) for category, p in _OBJECT_PATTERNS.items()}
-LIGHT_COLOR_PATTERN = re.compile(r"\b(red|yellow|green)\b", re.IGNORECASE)
 
 
 def detect_attribute(caption: str, key: str) -> str | None:
