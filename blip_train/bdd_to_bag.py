@@ -28,10 +28,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from blip_caption_ros import bag_io
 from blip_caption_ros.input_limits import IMAGE_PIXELS, INFO_FILE_BYTES, InputTooLargeError
+from blip_caption_ros.progress import progress_bar
 from blip_train.bdd100k import LabelFormatError, find_label_file, image_path, load_frames
 from blip_train.captions import caption_frame
 
@@ -156,7 +156,7 @@ def video_to_bag(video: Path, out: Path, info_path: Path | None = None, rate_hz:
     try:
         with bag_io.atomic_output(out) as path, bag_io.BagWriter(path, storage=storage) as bag:
             index = 0
-            with tqdm(total=n_frames, desc=f"{video.name}", unit="frame", disable=not progress) as bar:
+            with progress_bar(total=n_frames, desc=f"{video.name}", unit="frame", disable=not progress) as bar:
                 while True:
                     ok, bgr = capture.read()
                     if not ok:
@@ -188,7 +188,7 @@ def images_to_bag(root: Path, split: str, out: Path, labels: Path | None = None,
     skipped: list[str] = []
     with bag_io.atomic_output(out) as path:
         with bag_io.BagWriter(path, storage=storage) as bag:
-            for i, frame in enumerate(tqdm(frames, desc="images", unit="frame", disable=not progress)):
+            for i, frame in enumerate(progress_bar(frames, desc="images", unit="frame", disable=not progress)):
                 path = image_path(root, split, frame.name)
                 bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
                 if bgr is None:

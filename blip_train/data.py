@@ -25,8 +25,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from blip_caption_ros.progress import progress_bar
 from blip_train import cityscapes
 from blip_train.attribute_filter import describe_only, matches_only
 from blip_train.bdd100k import FrameRecord, LabelFormatError, LoadReport, find_label_file, image_path, load_frames
@@ -295,8 +295,8 @@ def prepare_images(
     try:
         with ThreadPoolExecutor(max_workers=max(workers, 1)) as pool:
             results = pool.map(load, range(len(paths)))
-            for index, image, reason in tqdm(results, total=len(paths), desc=desc, unit="img", disable=not progress,
-                                             mininterval=1.0):
+            for index, image, reason in progress_bar(results, total=len(paths), desc=desc, unit="img",
+                                                     disable=not progress, mininterval=1.0):
                 if image is None:
                     bad.append((index, reason))
                     if max_bad_fraction <= 0.0 or len(bad) > max_bad_fraction * len(paths):

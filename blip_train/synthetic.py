@@ -24,7 +24,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
+
+from blip_caption_ros.progress import progress_bar
 
 WIDTH, HEIGHT = 1280, 720
 HORIZON = int(HEIGHT * 0.45)
@@ -344,8 +345,8 @@ def generate_dataset(root: str | Path, n_frames: int, split: str = "train", seed
     renderer = SceneRenderer(seed)
     frames = []
     conditions = balanced_conditions(n_frames, rng)
-    for index, (weather, timeofday, scene) in enumerate(tqdm(conditions, desc=f"drawing {split}", unit="frame",
-                                                             disable=not progress)):
+    for index, (weather, timeofday, scene) in enumerate(progress_bar(conditions, desc=f"drawing {split}", unit="frame",
+                                                                     disable=not progress)):
         spec = random_scene(rng, frame_name(rng), weather, timeofday, scene)
         image = renderer.render(spec, rng)
         ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
@@ -390,7 +391,7 @@ def generate_cityscapes(root: str | Path, n_frames: int, split: str = "train", s
             (WIDTH / 2 + _road_half_width(HEIGHT), HEIGHT - 1), (WIDTH / 2 - _road_half_width(HEIGHT), HEIGHT - 1)]
     stuff = [{"label": "sky", "polygon": polygon([(0, 0), (WIDTH - 1, 0), (WIDTH - 1, HORIZON), (0, HORIZON)])},
              {"label": "road", "polygon": polygon(road)}]
-    for index in tqdm(range(n_frames), desc=f"drawing cityscapes {split}", unit="frame", disable=not progress):
+    for index in progress_bar(range(n_frames), desc=f"drawing cityscapes {split}", unit="frame", disable=not progress):
         city = CITYSCAPES_CITIES[index % len(CITYSCAPES_CITIES)]
         stem = f"{city}_{index:06d}_000019"
         weather = ("clear", "partly cloudy", "overcast")[int(rng.integers(0, 3))]

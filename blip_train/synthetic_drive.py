@@ -23,9 +23,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from blip_caption_ros import bag_io
+from blip_caption_ros.progress import progress_bar
 from blip_train import synthetic
 
 FOCAL_PX = 900.0
@@ -170,7 +170,7 @@ def write_drive(out: str | Path, config: DriveConfig = DriveConfig(), storage: s
     events.sort()
     lat0, lon0 = 37.8716, -122.2727  # heading north from Berkeley
     with bag_io.BagWriter(out, storage=storage) as bag:
-        for t, kind in tqdm(events, desc="writing drive", unit="msg", disable=not progress):
+        for t, kind in progress_bar(events, desc="writing drive", unit="msg", disable=not progress):
             stamp = START_NS + int(round(t * 1e9))
             if kind == "camera":
                 spec = synthetic.SceneSpec(name=f"{stamp}.jpg", weather=config.weather, timeofday=config.timeofday,
