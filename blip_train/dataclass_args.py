@@ -59,7 +59,6 @@ def check_positive(obj: Any, names: Sequence[str], allow_none: bool = False) -> 
     return out
 
 
-
 _NONE_WORDS = {"none", "null", ""}
 
 
