@@ -43,13 +43,15 @@ class TorchCaptioner:
         self._dtype = getattr(torch, _DTYPES[config.precision])
         transformers.utils.logging.disable_progress_bar()
         try:
-            model, self.processor = load_blip(config.model, dtype=self._dtype)
+            model, self.processor = load_blip(config.model, dtype=self._dtype, allow_download=config.allow_download)
         except ModelFilesError as exc:
             raise ModelLoadError(config.model, exc.reason) from exc
         self.model = model.to(config.device).eval()
         self._torch = torch
 
     def caption(self, images: Sequence[np.ndarray], prompt: str | None = None) -> list[str]:
+        from .decoding import captions_from_ids
+
         if not images:
             return []
         prompt = self.config.prompt if prompt is None else prompt
@@ -63,20 +65,8 @@ class TorchCaptioner:
                 pixel_values=pixels, max_new_tokens=self.config.max_new_tokens, num_beams=self.config.num_beams,
                 **kwargs,
             )
-        texts = self.processor.batch_decode(ids, skip_special_tokens=True)
-        prefix = self._prompt_text(prompt) if prompt.strip() else ""
-        return [_strip_prefix(text.strip(), prefix) for text in texts]
+        return captions_from_ids(self.processor.tokenizer, ids, prompt)
 
     @functools.lru_cache(maxsize=8)  # noqa: B019 - one captioner lives as long as the process
     def _prompt_ids(self, prompt: str):
         return self.processor.tokenizer(prompt, return_tensors="pt").input_ids
-
-    def _prompt_text(self, prompt: str) -> str:
-        """The prompt as the tokenizer gives it back (lower case, normalised spaces), to strip it from captions."""
-        return self.processor.tokenizer.decode(self._prompt_ids(prompt)[0], skip_special_tokens=True).strip()
-
-
-def _strip_prefix(text: str, prefix: str) -> str:
-    if prefix and text.startswith(prefix):
-        return text[len(prefix):].strip()
-    return text

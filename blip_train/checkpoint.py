@@ -78,13 +78,14 @@ def quiet_transformers() -> None:
 def load_blip(path_or_id: str, what: str = "--model"):
     """(model, processor) from a save_pretrained directory or a hub id; CheckpointError when it cannot load.
 
-    Safetensors only, and nothing fetched for a local directory: see blip_caption_ros.model_loading.
+    Safetensors only, and nothing fetched for a local directory: see blip_caption_ros.model_loading. A workstation
+    tool may fetch a hub id (HF_HUB_OFFLINE still says no).
     """
     from blip_caption_ros.model_loading import ModelFilesError
     from blip_caption_ros.model_loading import load_blip as load_safely
 
     try:
-        return load_safely(path_or_id, what=what)
+        return load_safely(path_or_id, what=what, allow_download=True)
     except ModelFilesError as exc:
         raise CheckpointError(str(exc)) from None
 

@@ -12,7 +12,6 @@ Data root, split, prompt and caption seed default to those in the checkpoint's t
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from blip_caption_ros.decoding import captions_from_ids
 from blip_train.attributes import detect_attributes
 from blip_train.captions import caption_frame
 from blip_train.checkpoint import TRAINER_STATE, TRAINING_CONFIG, CheckpointError, load_blip, quiet_transformers
@@ -39,16 +39,6 @@ from blip_train.metrics import evaluate_captions
 
 #: Attribute values the summary also reports one by one: conditions a vehicle meets rarely and needs described most.
 EDGE_VALUES = (("timeofday", "night"), ("weather", "rainy"), ("weather", "snowy"), ("weather", "foggy"))
-_SPACE_BEFORE_PUNCT = re.compile(r"\s+([.,;:!?])")
-_SPACED_HYPHEN = re.compile(r"\s*-\s*")
-_SENTENCE_START = re.compile(r"(^|[.!?]\s+)([a-z])")
-
-
-def tidy_caption(text: str) -> str:
-    """WordPiece decoding spaces out punctuation ("two cars , one ahead ."); write it as a sentence instead."""
-    text = _SPACED_HYPHEN.sub("-", _SPACE_BEFORE_PUNCT.sub(r"\1", text.strip()))
-    text = _SENTENCE_START.sub(lambda m: m.group(1) + m.group(2).upper(), text)
-    return text.replace(" i ", " I ")
 
 
 def model_image_spec(model, processor) -> ImageSpec:
@@ -80,8 +70,7 @@ def generate_captions(model, processor, images: ImageSet, prompt: str = "", max_
             input_ids = prompt_ids.repeat(pixel_values.shape[0], 1)
             output = model.generate(pixel_values=pixel_values, input_ids=input_ids,
                                     max_new_tokens=max_new_tokens, num_beams=num_beams)
-            texts = tokenizer.batch_decode(output[:, kept:], skip_special_tokens=True)
-            captions.extend(tidy_caption(text) for text in texts)
+            captions.extend(captions_from_ids(tokenizer, output, prompt))
     finally:
         model.train(was_training)
     return captions
@@ -109,10 +98,6 @@ def caption_rows(captions: Sequence[str], split: CaptionSplit) -> list[dict]:
 
 def write_jsonl(path: Path, rows: Sequence[dict]) -> None:
     path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-
-
-def read_jsonl(path: str | Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def write_scores(out_dir: Path, metrics: dict, captions: Sequence[str], split: CaptionSplit,
