@@ -25,47 +25,10 @@ from pathlib import Path
 
 from transformers import BlipForConditionalGeneration, BlipProcessor
 
+from .model_source import ModelFilesError, hub_offline, looks_like_path, resolve_source  # noqa: F401 - re-exported
+
 SAFETENSORS_FILES = ("model.safetensors", "model.safetensors.index.json")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
-_TRUE = {"1", "ON", "YES", "TRUE"}
-
-
-class ModelFilesError(ValueError):
-    """A BLIP model or processor that cannot be loaded; `source` is the path or hub id, `reason` one line."""
-
-    def __init__(self, source: str, reason: str, what: str = "--model"):
-        self.source, self.what = str(source), what
-        self.reason = " ".join(str(reason).split())
-        super().__init__(f"{what} {self.source}: {self.reason}")
-
-
-def hub_offline() -> bool:
-    """HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE as set now (huggingface_hub reads them only once, at import)."""
-    from_env = any(os.environ.get(name, "").upper() in _TRUE for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-    from huggingface_hub import constants
-
-    return from_env or bool(constants.HF_HUB_OFFLINE)
-
-
-def looks_like_path(name: str) -> bool:
-    """True when `name` can only be a filesystem path; hub ids are `name` or `org/name`."""
-    return (os.path.isabs(name) or name.startswith((".", "~")) or name.count("/") > 1
-            or (os.sep != "/" and os.sep in name) or (os.altsep is not None and os.altsep in name))
-
-
-def resolve_source(path_or_id: str | os.PathLike, what: str = "--model") -> tuple[str, bool]:
-    """(path or id, is_local): a local directory, or a hub id; ModelFilesError for a missing path or a file."""
-    name = os.fspath(path_or_id)
-    if not name.strip():
-        raise ModelFilesError(name, "empty model path or hub id", what)
-    local = Path(name).expanduser()
-    if local.is_dir():
-        return str(local), True
-    if local.exists():
-        raise ModelFilesError(name, "is a file, not a model directory (a save_pretrained directory)", what)
-    if looks_like_path(name):
-        raise ModelFilesError(name, "no such directory", what)
-    return name, False
 
 
 def check_weight_files(directory: str | os.PathLike, what: str = "--model") -> None:

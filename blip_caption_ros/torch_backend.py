@@ -1,7 +1,7 @@
 """The PyTorch backend: HuggingFace `BlipForConditionalGeneration` + `BlipProcessor`.
 
 Loads through `model_loading.load_blip`, so a save_pretrained directory (what blip-train writes) and a cached hub id
-both work: safetensors only, nothing fetched for a local directory, HF_HUB_OFFLINE respected. Generation follows
+both work: safetensors only, a hub id from the local cache only unless `allow_download`. Generation follows
 BLIP's convention: the prompt is tokenised as [CLS] prompt [SEP], and `generate` swaps [CLS] for the decoder's bos and
 drops the trailing [SEP].
 """
@@ -22,18 +22,19 @@ class TorchCaptioner:
     backend = "torch"
 
     def __init__(self, config: CaptionerConfig):
+        from .model_source import ModelFilesError, check_local_hub_model, resolve_source
+
+        try:  # before torch's import (seconds): a missing model or uncached hub id is reported at once
+            check_local_hub_model(config.model) if not config.allow_download else resolve_source(config.model)
+        except ModelFilesError as exc:
+            raise ModelLoadError(config.model, exc.reason) from None
         try:
             import torch
             import transformers
 
-            from .model_loading import ModelFilesError, load_blip, resolve_source
+            from .model_loading import load_blip
         except ImportError as exc:
             raise ModelLoadError(config.model, f"the torch backend needs torch and transformers ({exc})") from exc
-
-        try:
-            resolve_source(config.model)
-        except ModelFilesError as exc:
-            raise ModelLoadError(config.model, exc.reason) from None
         self.config = config
         self.model_name = config.model
         if config.device.startswith("cuda") and not torch.cuda.is_available():

@@ -6,7 +6,8 @@ Writes, to --out (default: the checkpoint directory):
                             object-class mention recall and precision
     captions.jsonl          per frame: name, reference, caption, the attributes stated
 With --baseline MODEL also metrics_baseline.json, captions_baseline.jsonl and report/ (HTML + PNG before/after).
-Data root, split, prompt and caption seed default to those in the checkpoint's training_config.yaml.
+Data root, split and caption seed default to those in the checkpoint's training_config.yaml; prompt, max_new_tokens
+and num_beams to what the checkpoint records (caption_prompt.json, generation_config.json), as on the vehicle.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from blip_caption_ros.caption_settings import PROMPT_FILE, SETTINGS, CaptionSettingsError, model_caption_settings
 from blip_caption_ros.decoding import captions_from_ids
 from blip_train.attributes import detect_attributes
 from blip_train.captions import caption_frame
@@ -176,6 +178,7 @@ def run(settings: EvalSettings, explicit: set[str], progress: bool = True) -> di
         data = replace(trained.data, **{k: getattr(data, k) for k in vars(data) if k in explicit})
         generation = replace(trained.generation,
                              **{k: getattr(generation, k) for k in vars(generation) if k in explicit})
+    generation = _recorded_generation(options.checkpoint, generation, explicit)
     if not data.data_root:
         raise ConfigError("--data_root is required (the checkpoint's training_config.yaml names none)")
     out_dir = Path(options.out or options.checkpoint)
@@ -212,6 +215,21 @@ def run(settings: EvalSettings, explicit: set[str], progress: bool = True) -> di
                               names=(Path(options.checkpoint).name, Path(options.baseline).name or options.baseline))
         result.update(baseline=base_metrics, report=report)
     return result
+
+
+def _recorded_generation(checkpoint: str, generation: GenerationSettings, explicit: set[str]) -> GenerationSettings:
+    """Unset --prompt/--max_new_tokens/--num_beams follow what the checkpoint records, as the node and caption-bag
+    do, so the scores describe the captions a vehicle publishes; a flag that differs is said once."""
+    if not (Path(checkpoint) / PROMPT_FILE).is_file():
+        return generation
+    try:
+        recorded = model_caption_settings(checkpoint)
+    except CaptionSettingsError as exc:
+        raise CheckpointError(str(exc)) from None
+    given = {name: getattr(generation, name) for name in SETTINGS if name in explicit}
+    for note in recorded.overrides(**given):
+        print(f"note: overriding the checkpoint's caption settings: {note}", file=sys.stderr)
+    return replace(generation, **{name: getattr(recorded, name) for name in SETTINGS if name not in explicit})
 
 
 def _log_file_of(checkpoint: str) -> str | None:
