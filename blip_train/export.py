@@ -28,7 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
-from blip_caption_ros.caption_settings import PROMPT_FILE, SETTINGS, model_caption_settings
+from blip_caption_ros.caption_settings import (
+    PROMPT_FILE,
+    SETTINGS,
+    STOCK,
+    CaptionSettingsError,
+    model_caption_settings,
+)
 from blip_caption_ros.engine_manifest import (
     ENGINE_DIR,
     ONNX_FORMAT,
@@ -512,7 +518,12 @@ def main(argv=None) -> int:
     if not args.tensorrt_only and not args.checkpoint:
         problems.append("--checkpoint is required (unless --tensorrt-only)")
     if args.max_new_tokens is None:  # the engines' cache must hold the captions the model is set to write
-        args.max_new_tokens = model_caption_settings(args.out if args.tensorrt_only else args.checkpoint).max_new_tokens
+        source = args.out if args.tensorrt_only else args.checkpoint
+        try:
+            args.max_new_tokens = (model_caption_settings(source) if source else STOCK).max_new_tokens
+        except CaptionSettingsError as exc:
+            problems.append(str(exc))
+            args.max_new_tokens = STOCK.max_new_tokens
     for name in ("samples", "max_new_tokens", "max_batch", "max_prompt_tokens"):
         if getattr(args, name) < 1:
             problems.append(f"--{name.replace('_', '-')} must be >= 1")
