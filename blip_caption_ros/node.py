@@ -23,6 +23,7 @@ from __future__ import annotations
 import array
 import functools
 import json
+import os
 import signal
 import sys
 import threading
@@ -252,6 +253,7 @@ class StopRequest:
 
 
 def main(args=None) -> None:
+    """Run caption_node until SIGINT/SIGTERM (exit 0), a startup error or a dead worker (exit 1); ends the process."""
     stop = StopRequest()
     node = None
     exit_code = 0
@@ -277,8 +279,11 @@ def main(args=None) -> None:
         if node is not None:
             node.destroy_node()  # stops the worker first
         rclpy.try_shutdown()
-    if exit_code:
-        sys.exit(exit_code)
+    # Everything is stopped, flushed and shut down: end the process now. Interpreter finalisation (module teardown
+    # of torch/transformers) adds seconds on a loaded CPU and can still meet C++ threads of the libraries.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(exit_code)
 
 
 if __name__ == "__main__":
