@@ -11,7 +11,11 @@ topic plus, per camera:
 
 each stamped with the source image's header and logged at the image's receive time. As in the node, a frame is
 matched once the bag has moved `max_sensor_offset_ms` past it, so a sensor message that is nearer in time but
-recorded later still counts. Frames of several cameras that are ready together are captioned in one batch.
+recorded later still counts. Frames of several cameras that are ready together are captioned in one batch, by the
+node's own CaptionWorker (`caption_frames`): the same decoding, batching, sensor matching, caption records and error
+counting, so a bag captioned offline holds what the node would have published. A frame that cannot be decoded or a
+batch the model fails on is counted (bad_inputs, failed) and reported, and the bag goes on. Prompt, caption length
+and beams default to what the model records (caption_settings), as in the node.
 
 The output is written as `<out>.partial` and renamed when complete: an interrupted run (Ctrl-C) removes it.
 """
@@ -19,6 +23,7 @@ The output is written as `<out>.partial` and renamed when complete: an interrupt
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -30,9 +35,10 @@ import numpy as np
 from tqdm import tqdm
 
 from . import bag_io
-from .caption_message import Latency, caption_record
+from .caption_settings import CaptionSettingsError, model_caption_settings
 from .captioner import CaptionerConfig, ModelLoadError, load_captioner
-from .imaging import ImageConversionError, compressed_to_rgb, image_to_rgb
+from .frame_slots import Frame, FrameSlots
+from .imaging import compressed_to_rgb, image_to_rgb
 from .overlay import draw_caption
 from .sensors import (
     DEFAULT_LIDAR,
@@ -44,17 +50,9 @@ from .sensors import (
     summarize_radar,
 )
 from .sync import SensorBuffer
+from .worker import CaptionResult, CaptionWorker
 
 IMAGE_TYPES = {"sensor_msgs/msg/Image": "/image", "sensor_msgs/msg/CompressedImage": "/image/compressed"}
-
-
-@dataclass
-class PendingFrame:
-    camera: str
-    stamp_ns: int
-    time_ns: int
-    frame_id: str
-    rgb: np.ndarray
 
 
 @dataclass
@@ -63,6 +61,9 @@ class CaptionBagStats:
     captioned: Counter = field(default_factory=Counter)
     skipped_by_rate: Counter = field(default_factory=Counter)
     bad_inputs: Counter = field(default_factory=Counter)
+    """Per camera (frames that could not be decoded) and per sensor topic (clouds that could not be read)."""
+    failed: Counter = field(default_factory=Counter)
+    """Frames per camera whose batch the model (or writing) failed on."""
     inference_s: float = 0.0
 
 
@@ -85,7 +86,10 @@ def decode_image(msg, msgtype: str) -> np.ndarray:
 
 
 class BagCaptioner:
-    """Drives the runtime over one bag; `run` returns the statistics."""
+    """Drives the node's runtime (CaptionWorker) over one bag; `run` fills `stats`."""
+
+    #: Problems of one kind printed in full; later ones are only counted (the summary line gives the totals).
+    REPORTED_PER_KIND = 3
 
     def __init__(self, captioner, *, rate_hz: float = 1.0, max_sensor_offset_ms: float = 100.0,
                  lidar_topic: str = "/lidar/points", radar_topic: str = "/radar/points",
@@ -93,6 +97,7 @@ class BagCaptioner:
                  overlay: bool = True, progress: bool = False):
         self.captioner = captioner
         self.min_period_ns = int(1e9 / rate_hz) if rate_hz > 0 else 0
+        self.max_sensor_offset_ms = max_sensor_offset_ms
         self.max_offset_ns = int(max_sensor_offset_ms * 1e6)
         self.lidar_topic, self.radar_topic = lidar_topic, radar_topic
         self.lidar_settings, self.radar_settings = lidar_settings, radar_settings
@@ -102,6 +107,8 @@ class BagCaptioner:
         self.lidar = SensorBuffer(capacity=512)
         self.radar = SensorBuffer(capacity=512)
         self.stats = CaptionBagStats()
+        self._reported: Counter = Counter()
+        self._writer: bag_io.BagWriter | None = None
 
     def run(self, reader: bag_io.BagReader, writer: bag_io.BagWriter, cameras: list[str] | None = None) -> None:
         topics = reader.topics
@@ -109,15 +116,19 @@ class BagCaptioner:
         if not image_topics:
             raise bag_io.BagError(f"{reader.path}: no camera image topics"
                                   f"{' for ' + ', '.join(cameras) if cameras else ''} (topics: {', '.join(topics)})")
+        self._writer = writer
+        slots = FrameSlots(sorted(set(image_topics.values())))  # only its per-camera counters are used here
+        worker = CaptionWorker(slots, self.captioner, self._write, self._report, lidar=self.lidar, radar=self.radar,
+                               max_sensor_offset_ms=self.max_sensor_offset_ms)
         last_captioned: dict[str, int] = {}
-        pending: list[PendingFrame] = []
+        pending: list[Frame] = []
         for message in tqdm(reader.messages(), total=reader.message_count, desc="captioning bag", unit="msg",
                             disable=not self.progress):
             writer.write_raw(message.topic, message.msgtype, message.time_ns, message.raw)
-            ready = [p for p in pending if message.time_ns - p.stamp_ns > self.max_offset_ns]
+            ready = [f for f in pending if message.time_ns - f.stamp_ns > self.max_offset_ns]
             if ready:
-                pending = [p for p in pending if p not in ready]
-                self._caption(ready, writer)
+                pending = [f for f in pending if f not in ready]
+                worker.caption_frames(ready)
             if message.topic in image_topics:
                 frame = self._frame(reader, message, image_topics[message.topic], last_captioned)
                 if frame is not None:
@@ -125,9 +136,14 @@ class BagCaptioner:
             elif message.topic in (self.lidar_topic, self.radar_topic):
                 self._sensor(reader, message)
         if pending:
-            self._caption(pending, writer)
+            worker.caption_frames(pending)
+        for camera, stats in slots.stats.items():
+            counts = stats.snapshot()
+            for name in ("captioned", "bad_inputs", "failed"):
+                if counts[name]:
+                    getattr(self.stats, name)[camera] += counts[name]
 
-    def _frame(self, reader, message, camera: str, last_captioned: dict[str, int]) -> PendingFrame | None:
+    def _frame(self, reader, message, camera: str, last_captioned: dict[str, int]) -> Frame | None:
         msg = reader.decode(message)
         stamp = bag_io.stamp_of(msg)
         self.stats.frames_seen[camera] += 1
@@ -137,14 +153,11 @@ class BagCaptioner:
         elif previous is not None and stamp - previous < self.min_period_ns:
             self.stats.skipped_by_rate[camera] += 1
             return None
-        try:
-            rgb = decode_image(msg, message.msgtype)
-        except ImageConversionError as exc:
-            self.stats.bad_inputs[camera] += 1
-            tqdm.write(f"warning: {message.topic} at {stamp} ns: {exc}", file=sys.stderr)
-            return None
         last_captioned[camera] = stamp
-        return PendingFrame(camera, stamp, message.time_ns, msg.header.frame_id, rgb)
+        # Decoded by the worker when captioned (a bad frame is counted there); the header slot carries the bag's
+        # receive time, at which the outputs are logged.
+        return Frame(camera, stamp, msg.header.frame_id, functools.partial(decode_image, msg, message.msgtype),
+                     header=message.time_ns)
 
     def _sensor(self, reader, message) -> None:
         msg = reader.decode(message)
@@ -155,30 +168,30 @@ class BagCaptioner:
                        else summarize_radar(msg, self.radar_settings))
         except CloudError as exc:
             self.stats.bad_inputs[message.topic] += 1
-            tqdm.write(f"warning: {message.topic} at {stamp} ns: {exc}", file=sys.stderr)
+            self._report("bad_input", message.topic, exc)
             return
         (self.lidar if is_lidar else self.radar).add(stamp, summary)
 
-    def _caption(self, frames: list[PendingFrame], writer: bag_io.BagWriter) -> None:
-        start = time.perf_counter()
-        captions = self.captioner.caption([f.rgb for f in frames])
-        inference_s = time.perf_counter() - start
-        self.stats.inference_s += inference_s
-        latency = Latency(0.0, inference_s * 1e3, inference_s * 1e3)
-        for frame, caption in zip(frames, captions, strict=True):
-            record = caption_record(
-                camera=frame.camera, stamp_ns=frame.stamp_ns, frame_id=frame.frame_id, caption=caption,
-                backend=self.captioner.backend, model=self.captioner.model_name, latency=latency,
-                lidar=self.lidar.nearest(frame.stamp_ns, self.max_offset_ns),
-                radar=self.radar.nearest(frame.stamp_ns, self.max_offset_ns))
+    def _report(self, kind: str, source: str, error: BaseException) -> None:
+        self._reported[kind] += 1
+        if self._reported[kind] <= self.REPORTED_PER_KIND:
+            what = "skipping" if kind == "bad_input" else "captioning failed for"
+            more = " (further ones are only counted)" if self._reported[kind] == self.REPORTED_PER_KIND else ""
+            tqdm.write(f"warning: {what} {source}: {error}{more}", file=sys.stderr)
+
+    def _write(self, results: list[CaptionResult]) -> None:
+        """The worker's publish: caption JSON, marker and overlay of each result into the output bag."""
+        if results:
+            self.stats.inference_s += results[0].record["latency_ms"]["inference"] / 1e3  # one batch, one inference
+        for result in results:
+            frame, time_ns = result.frame, result.frame.header
             base = f"/{frame.camera}/caption"
-            writer.write(base, frame.time_ns, bag_io.string_msg(json.dumps(record)))
-            writer.write(f"{base}/marker", frame.time_ns,
-                         bag_io.text_marker_msg(caption, frame.stamp_ns, frame.frame_id, namespace=frame.camera))
+            self._writer.write(base, time_ns, bag_io.string_msg(json.dumps(result.record)))
+            self._writer.write(f"{base}/marker", time_ns, bag_io.text_marker_msg(
+                result.caption, frame.stamp_ns, frame.frame_id, namespace=frame.camera))
             if self.overlay:
-                writer.write(f"{base}/image/compressed", frame.time_ns,
-                             bag_io.compressed_msg(draw_caption(frame.rgb, caption), frame.stamp_ns, frame.frame_id))
-            self.stats.captioned[frame.camera] += 1
+                self._writer.write(f"{base}/image/compressed", time_ns, bag_io.compressed_msg(
+                    draw_caption(result.image, result.caption), frame.stamp_ns, frame.frame_id))
 
 
 def caption_bag(bag: Path, out: Path, captioner, cameras: list[str] | None = None, progress: bool = False,
@@ -199,8 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", default="torch", help="captioner backend (default torch)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
-    parser.add_argument("--prompt", default="", help="caption prompt prefix, e.g. 'a picture of'")
-    parser.add_argument("--max-new-tokens", type=int, default=40, help="caption length limit (default 40)")
+    parser.add_argument("--prompt", default=None, help="caption prompt prefix (default: the model's, see "
+                        "caption_settings; 'a picture of' for a model that records none)")
+    parser.add_argument("--max-new-tokens", type=int, default=None,
+                        help="caption length limit (default: the model's generation_config.json, else 20)")
+    parser.add_argument("--num-beams", type=int, default=None, help="beam width (default: the model's, else 1)")
+    parser.add_argument("--allow-download", action="store_true",
+                        help="fetch a hub id missing from the local HF cache (default: the cache only)")
     parser.add_argument("--cameras", help="comma-separated camera names (default: every image topic)")
     parser.add_argument("--rate", type=float, default=1.0, help="captions per second per camera (0: every frame)")
     parser.add_argument("--max-sensor-offset-ms", type=float, default=100.0,
@@ -211,10 +229,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cameras = [c.strip() for c in args.cameras.split(",") if c.strip()] if args.cameras else None
     try:
+        overrides = model_caption_settings(args.model).overrides(
+            prompt=args.prompt, max_new_tokens=args.max_new_tokens, num_beams=args.num_beams)
+        if overrides:
+            print(f"note: overriding the model's caption settings: {'; '.join(overrides)}", file=sys.stderr)
         captioner = load_captioner(CaptionerConfig(
             model=args.model, backend=args.backend, device=args.device, precision=args.precision,
-            prompt=args.prompt, max_new_tokens=args.max_new_tokens))
-    except (ModelLoadError, ValueError) as exc:
+            prompt=args.prompt, max_new_tokens=args.max_new_tokens, num_beams=args.num_beams,
+            allow_download=args.allow_download))
+    except (ModelLoadError, CaptionSettingsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     start = time.perf_counter()
@@ -233,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     (mcap,) = sorted(args.out.glob("*.mcap"))[:1] or (args.out,)
     print(f"captioned {captioned} frames ({', '.join(f'{c} {n}' for c, n in sorted(stats.captioned.items()))}) "
           f"in {elapsed:.1f} s: {captioned / max(stats.inference_s, 1e-9):.1f} frames/s of inference, "
-          f"{captioned / elapsed:.1f} frames/s overall; bad inputs: {sum(stats.bad_inputs.values())}", file=sys.stderr)
+          f"{captioned / elapsed:.1f} frames/s overall; bad inputs: {sum(stats.bad_inputs.values())}, "
+          f"failed: {sum(stats.failed.values())}", file=sys.stderr)
     print(f"open in Foxglove: {mcap}", file=sys.stderr)
     return 0
 

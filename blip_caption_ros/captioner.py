@@ -1,7 +1,7 @@
 """The captioner interface and the backend registry.
 
 The node, the offline bag captioner and the benchmarks only see `Captioner.caption(images)`; which engine runs the
-model (torch now; ONNX Runtime and TensorRT later) is a string in `CaptionerConfig.backend`, resolved through
+model (torch, torch-cuda, ONNX Runtime, TensorRT) is a string in `CaptionerConfig.backend`, resolved through
 `BACKENDS`. Backends are imported lazily so a vehicle without, say, TensorRT never imports it.
 """
 
@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
+from .caption_settings import SETTINGS, model_caption_settings
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 
@@ -37,10 +39,14 @@ class CaptionerConfig:
     """"cpu", "cuda" or "cuda:N"."""
     precision: str = "fp32"
     """fp32, fp16 (CUDA only) or bf16."""
-    prompt: str = ""
-    """Text the caption is conditioned on (e.g. "a picture of"); stripped from the returned captions."""
-    max_new_tokens: int = 20
-    num_beams: int = 1
+    prompt: str | None = None
+    """Text the caption is conditioned on (e.g. "a picture of"); stripped from the returned captions.
+    None (also for max_new_tokens and num_beams): what the model records (caption_settings.model_caption_settings),
+    filled in on construction, so a backend always sees values."""
+    max_new_tokens: int | None = None
+    num_beams: int | None = None
+    allow_download: bool = False
+    """A hub id missing from the local HF cache is fetched from the hub; off, nothing touches the network."""
     engine_dir: str = ""
     """tensorrt: where the engines are; empty = `<model>/tensorrt`."""
     force_engine_update: bool = False
@@ -48,16 +54,20 @@ class CaptionerConfig:
 
     def __post_init__(self):
         problems = []
+        if self.model and None in (self.prompt, self.max_new_tokens, self.num_beams):
+            recorded = model_caption_settings(self.model)  # CaptionSettingsError (a ValueError) names the file
+            for name in SETTINGS:
+                if getattr(self, name) is None:
+                    object.__setattr__(self, name, getattr(recorded, name))
         if not self.model:
             problems.append("model is empty")
         if self.precision not in PRECISIONS:
             problems.append(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             problems.append(f"device {self.device!r} is neither cpu nor cuda[:N]")
-        if self.max_new_tokens < 1:
-            problems.append(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.num_beams < 1:
-            problems.append(f"num_beams must be >= 1, got {self.num_beams}")
+        for name in ("max_new_tokens", "num_beams"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         if problems:
             raise ValueError("; ".join(problems))
 

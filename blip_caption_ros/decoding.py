@@ -1,5 +1,6 @@
 """Greedy and beam-search decoding over an explicit KV cache, shared by the ONNX Runtime, TensorRT and torch-cuda
-backends.
+backends, and the one function that turns generated ids into the published caption (`captions_from_ids`, used by
+every backend and by blip-eval).
 
 A backend supplies a `DecoderState`: `step(input_ids)` runs the decoder on the new tokens of every row (the whole
 prompt on the first call, one token afterwards), keeps their keys/values and returns the last position's logits;
@@ -15,6 +16,7 @@ vectorised beam search token for token.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -147,16 +149,34 @@ def start_ids(tokenizer, prompt: str, bos_token_id: int, batch: int) -> torch.Te
     return ids.repeat(batch, 1)
 
 
+def prompt_tokens(tokenizer, prompt: str) -> int:
+    """How many ids every backend's output starts with before the caption: bos plus the prompt's words."""
+    return max(1, len(tokenizer(prompt).input_ids) - 1) if prompt.strip() else 1
+
+
 def captions_from_ids(tokenizer, ids: torch.Tensor, prompt: str) -> list[str]:
-    """Decoded captions with the prompt (as the tokenizer normalises it) stripped, as the torch backend returns."""
-    texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
-    prefix = ""
-    if prompt.strip():
-        prefix = tokenizer.decode(tokenizer(prompt).input_ids, skip_special_tokens=True).strip()
-    captions = []
-    for text in texts:
-        text = text.strip()
-        if prefix and text.startswith(prefix):
-            text = text[len(prefix):].strip()
-        captions.append(text)
-    return captions
+    """THE published text of generated ids [batch, start + new], for every backend and for blip-eval.
+
+    The start ids (bos + prompt) are cut off by position, not by matching text, then the WordPiece text is tidied
+    (`tidy_caption`), so the string a vehicle publishes is the string evaluation scores.
+    """
+    texts = tokenizer.batch_decode(ids[:, prompt_tokens(tokenizer, prompt):], skip_special_tokens=True)
+    return [tidy_caption(text) for text in texts]
+
+
+_SPACE_BEFORE_PUNCT = re.compile(r"\s+([.,;:!?])")
+_SPACED_HYPHEN = re.compile(r"\s*-\s*")
+_SENTENCE_START = re.compile(r"(^|[.!?]\s+)([a-z])")
+_LONE_I = re.compile(r"\bi\b")
+
+
+def tidy_caption(text: str) -> str:
+    """Write WordPiece output as the training captions read: "two cars , one ahead . i see" -> "Two cars, one ahead.
+    I see" (no space before punctuation, joined hyphens, capitalised sentence starts and "I").
+
+    By hand because the tokenizer's `clean_up_tokenization_spaces` only joins a few English contractions and
+    leaves " ;", " :" and lower-case sentence starts (an uncased vocabulary cannot give them back).
+    """
+    text = _SPACED_HYPHEN.sub("-", _SPACE_BEFORE_PUNCT.sub(r"\1", " ".join(text.split())))
+    text = _SENTENCE_START.sub(lambda m: m.group(1) + m.group(2).upper(), text)
+    return _LONE_I.sub("I", text)

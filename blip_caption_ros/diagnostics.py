@@ -62,10 +62,13 @@ class DiagnosticsReporter:
         return Status(f"{self.node_name}: {stats.camera}", stats.camera, level, message, values)
 
     def node(self, backend: str, model: str, device: str, precision: str,
-             sensors: dict[str, tuple[SensorStats, float | None]]) -> Status:
-        """`sensors` maps a sensor name to its stats and the age (s) of its newest stamp (None: none yet)."""
+             sensors: dict[str, tuple[SensorStats, float | None]], worker_error: BaseException | None = None) -> Status:
+        """`sensors` maps a sensor name to its stats and the age (s) of its newest stamp (None: none yet);
+        `worker_error` is why the caption worker ended (ERROR: nothing is captioned any more)."""
         values = {"backend": backend, "model": model, "device": device, "precision": precision}
         level, problems = OK, []
+        if worker_error is not None:
+            level, problems = ERROR, [f"caption worker stopped: {type(worker_error).__name__}: {worker_error}"]
         for name, (stats, age_s) in sensors.items():
             before = self._previous.get(name, {"bad_inputs": 0})
             self._previous[name] = {"bad_inputs": stats.bad_inputs}

@@ -7,8 +7,10 @@ Model directories and hub repos are untrusted input. So:
 - An existing directory loads with `local_files_only=True`: no hub lookup, no connection, whatever HF_HUB_OFFLINE says.
 - A missing path (absolute, `./`, `../`, `~`, or with more than one `/`) is reported as not found; only a bare
   `name` or `org/name` that is not a local directory is treated as a hub id.
-- A hub id honours HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE, read when the call is made: offline, only the HF cache is
-  consulted and a miss says so.
+- A hub id is looked up in the local HF cache only (`local_files_only`, and huggingface_hub's offline flag for the
+  call), whatever HF_HUB_OFFLINE says, unless the caller passes `allow_download=True` (the node's
+  `allow_model_download` parameter, the workstation tools). Then it honours HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE,
+  read when the call is made. A miss fails at once with a message that says how to fetch the model.
 
 Used by the runtime backends and by blip_train (which must not be imported here). Importing this module imports
 transformers, so a backend's ImportError check covers it.
@@ -23,47 +25,10 @@ from pathlib import Path
 
 from transformers import BlipForConditionalGeneration, BlipProcessor
 
+from .model_source import ModelFilesError, hub_offline, looks_like_path, resolve_source  # noqa: F401 - re-exported
+
 SAFETENSORS_FILES = ("model.safetensors", "model.safetensors.index.json")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
-_TRUE = {"1", "ON", "YES", "TRUE"}
-
-
-class ModelFilesError(ValueError):
-    """A BLIP model or processor that cannot be loaded; `source` is the path or hub id, `reason` one line."""
-
-    def __init__(self, source: str, reason: str, what: str = "--model"):
-        self.source, self.what = str(source), what
-        self.reason = " ".join(str(reason).split())
-        super().__init__(f"{what} {self.source}: {self.reason}")
-
-
-def hub_offline() -> bool:
-    """HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE as set now (huggingface_hub reads them only once, at import)."""
-    from_env = any(os.environ.get(name, "").upper() in _TRUE for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-    from huggingface_hub import constants
-
-    return from_env or bool(constants.HF_HUB_OFFLINE)
-
-
-def looks_like_path(name: str) -> bool:
-    """True when `name` can only be a filesystem path; hub ids are `name` or `org/name`."""
-    return (os.path.isabs(name) or name.startswith((".", "~")) or name.count("/") > 1
-            or (os.sep != "/" and os.sep in name) or (os.altsep is not None and os.altsep in name))
-
-
-def resolve_source(path_or_id: str | os.PathLike, what: str = "--model") -> tuple[str, bool]:
-    """(path or id, is_local): a local directory, or a hub id; ModelFilesError for a missing path or a file."""
-    name = os.fspath(path_or_id)
-    if not name.strip():
-        raise ModelFilesError(name, "empty model path or hub id", what)
-    local = Path(name).expanduser()
-    if local.is_dir():
-        return str(local), True
-    if local.exists():
-        raise ModelFilesError(name, "is a file, not a model directory (a save_pretrained directory)", what)
-    if looks_like_path(name):
-        raise ModelFilesError(name, "no such directory", what)
-    return name, False
 
 
 def check_weight_files(directory: str | os.PathLike, what: str = "--model") -> None:
@@ -84,18 +49,22 @@ def check_weight_files(directory: str | os.PathLike, what: str = "--model") -> N
     raise ModelFilesError(directory, "has no model.safetensors (not a save_pretrained BLIP directory)", what)
 
 
-def _hub_kwargs(is_local: bool) -> dict:
-    return {"local_files_only": True} if is_local or hub_offline() else {}
+def _may_fetch(is_local: bool, allow_download: bool) -> bool:
+    return allow_download and not is_local and not hub_offline()
+
+
+def _hub_kwargs(is_local: bool, allow_download: bool) -> dict:
+    return {} if _may_fetch(is_local, allow_download) else {"local_files_only": True}
 
 
 @contextlib.contextmanager
-def _no_hub_traffic(is_local: bool) -> Iterator[None]:
+def _no_hub_traffic(is_local: bool, allow_download: bool) -> Iterator[None]:
     """huggingface_hub's offline flag set for the call when nothing may be fetched.
 
     `local_files_only` alone is not enough: a cache lookup still builds request headers, and huggingface_hub fetches
     a registry from the hub for them unless its own flag (read once, at import) says offline.
     """
-    if not (is_local or hub_offline()):
+    if _may_fetch(is_local, allow_download):
         yield
         return
     from huggingface_hub import constants
@@ -113,39 +82,43 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
-def _offline_hint(source: str, is_local: bool) -> str:
+def _offline_hint(source: str, is_local: bool, allow_download: bool) -> str:
     if is_local:
         return ""
-    if hub_offline():
-        return (f" (hub id {source!r} is not in the local HF cache and HF_HUB_OFFLINE is set, so nothing is "
-                "downloaded; pass a local save_pretrained directory)")
-    return " (not a local directory; hub ids need network access or the HF cache)"
+    if _may_fetch(is_local, allow_download):
+        return " (not a local directory; hub ids need network access or the HF cache)"
+    why = "HF_HUB_OFFLINE is set" if allow_download else "downloads are off"
+    return (f" (hub id {source!r} is not in the local HF cache and {why}: fetch it once on a connected machine "
+            f"with `hf download {source}` (same HF_HOME), or point the model at a save_pretrained directory)")
 
 
-def load_processor(path_or_id: str | os.PathLike, what: str = "--model"):
+def load_processor(path_or_id: str | os.PathLike, what: str = "--model", allow_download: bool = False):
     """`BlipProcessor` (image processor + tokenizer, JSON and vocab files only) from a directory or hub id."""
     source, is_local = resolve_source(path_or_id, what)
     try:
-        with _no_hub_traffic(is_local):
-            return BlipProcessor.from_pretrained(source, **_hub_kwargs(is_local))
+        with _no_hub_traffic(is_local, allow_download):
+            return BlipProcessor.from_pretrained(source, **_hub_kwargs(is_local, allow_download))
     except Exception as exc:  # OSError, ValueError, tokenizer errors: all mean "no usable processor here"
-        raise ModelFilesError(source, f"cannot load the BLIP processor{_offline_hint(source, is_local)}: "
-                                      f"{_first_line(exc)}", what) from exc
+        hint = _offline_hint(source, is_local, allow_download)
+        raise ModelFilesError(source, f"cannot load the BLIP processor{hint}: {_first_line(exc)}", what) from exc
 
 
-def load_blip(path_or_id: str | os.PathLike, dtype=None, what: str = "--model"):
-    """(BlipForConditionalGeneration, BlipProcessor) from safetensors; ModelFilesError names the source and why."""
+def load_blip(path_or_id: str | os.PathLike, dtype=None, what: str = "--model", allow_download: bool = False):
+    """(BlipForConditionalGeneration, BlipProcessor) from safetensors; ModelFilesError names the source and why.
+
+    A hub id comes from the local HF cache only unless `allow_download`."""
     source, is_local = resolve_source(path_or_id, what)
     if is_local:
         check_weight_files(source, what)
-    processor = load_processor(source, what)
-    kwargs = _hub_kwargs(is_local)
+    processor = load_processor(source, what, allow_download)
+    kwargs = _hub_kwargs(is_local, allow_download)
     if dtype is not None:
         kwargs["dtype"] = dtype
     try:
-        with _no_hub_traffic(is_local):
+        with _no_hub_traffic(is_local, allow_download):
             model = BlipForConditionalGeneration.from_pretrained(source, use_safetensors=True, **kwargs)
     except Exception as exc:  # OSError, ValueError, safetensors' own errors: all mean "cannot load these weights"
-        raise ModelFilesError(source, f"cannot load a BLIP captioning model{_offline_hint(source, is_local)}: "
+        raise ModelFilesError(source, f"cannot load a BLIP captioning model"
+                                      f"{_offline_hint(source, is_local, allow_download)}: "
                                       f"{_first_line(exc)}", what) from exc
     return model, processor

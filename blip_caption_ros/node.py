@@ -8,6 +8,14 @@ Topics (relative, remappable), per camera <cam>:
        reliable and best-effort subscribers match. Every output carries the source image's header.
 The work happens in ROS-free modules: frame_slots (newest frame per camera), worker (batching, matching),
 captioner (the model), sensors/sync (summaries, time matching), caption_message, overlay, diagnostics.
+
+Caption settings (prompt, max_new_tokens, num_beams) default to what the model records (caption_settings); a value
+given in a params file or with -p overrides it and is logged once at start.
+
+Lifecycle: SIGINT (once or twice, as Ctrl-C under `ros2 launch` delivers it) and SIGTERM stop the node cleanly with
+exit code 0: the worker finishes its batch and stops before the node and the rclpy context go away. Should the
+worker thread end on its own, /diagnostics turns ERROR at once and the node exits 1, for launch `respawn` or systemd
+to restart it.
 """
 
 from __future__ import annotations
@@ -15,7 +23,10 @@ from __future__ import annotations
 import array
 import functools
 import json
+import os
+import signal
 import sys
+import threading
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -23,15 +34,17 @@ from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.duration import Duration
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2
 from std_msgs.msg import ColorRGBA, String
 from visualization_msgs.msg import Marker
 
 from .caption_message import stamp_ns
+from .caption_settings import CaptionSettingsError, model_caption_settings
 from .captioner import ModelLoadError, load_captioner
 from .diagnostics import DiagnosticsReporter
 from .frame_slots import Frame, FrameSlots
@@ -41,11 +54,16 @@ from .params import NodeParams, ParameterError
 from .sensors import CloudError, summarize_lidar, summarize_radar
 from .stats import SensorStats
 from .sync import SensorBuffer
-from .worker import CaptionResult, CaptionWorker
+from .worker import WORKER_THREAD, CaptionResult, CaptionWorker
 
-STARTUP_ERRORS = (ModelLoadError, ParameterError, InvalidParameterTypeException, InvalidParameterValueException)
+STARTUP_ERRORS = (ModelLoadError, ParameterError, CaptionSettingsError, InvalidParameterTypeException,
+                  InvalidParameterValueException)
 OUTPUT_QOS = QoSProfile(depth=10)  # reliable, volatile: captions are small and every one matters to a recorder
 OVERLAY_QOS = QoSProfile(depth=1)  # reliable keep-last-1 never blocks the worker on a slow viewer
+
+
+class WorkerDied(RuntimeError):
+    """The caption worker thread ended without being asked to: nothing would be captioned any more."""
 
 
 class CaptionNode(Node):
@@ -53,6 +71,8 @@ class CaptionNode(Node):
         super().__init__("caption_node", **kwargs)
         self.params = p = self._declare_parameters()
         self.captioner = load_captioner(p.captioner_config())
+        # Triggered from the worker thread if it dies; its callback (on the executor) reports and ends spinning.
+        self._worker_died = self.create_guard_condition(self._on_worker_died)
         self.slots = FrameSlots(p.cameras)
         self.sensors: dict[str, tuple[SensorStats, SensorBuffer]] = {}
         lidar = self._subscribe_cloud("lidar", p.lidar_topic, functools.partial(
@@ -61,7 +81,8 @@ class CaptionNode(Node):
             summarize_radar, settings=p.radar_settings()))
         self.worker = CaptionWorker(
             self.slots, self.captioner, self._publish, self._report, prompt=p.prompt, lidar=lidar, radar=radar,
-            max_sensor_offset_ms=p.max_sensor_offset_ms, max_rate_hz=p.max_rate_hz)
+            max_sensor_offset_ms=p.max_sensor_offset_ms, max_rate_hz=p.max_rate_hz,
+            on_exit=lambda _reason: self._worker_died.trigger())
         self.outputs = {}
         for camera in p.cameras:
             self.outputs[camera] = (
@@ -80,17 +101,28 @@ class CaptionNode(Node):
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS)
         self.create_timer(1.0, self._publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        self.worker.start()
         self.get_logger().info(
-            f"captioning {', '.join(p.cameras)} ({p.image_transport}) with {p.model} on {p.backend}/{p.device}")
+            f"captioning {', '.join(p.cameras)} ({p.image_transport}) with {p.model} on {p.backend}/{p.device}: "
+            f"prompt {p.prompt!r}, at most {p.max_new_tokens} tokens, {p.num_beams} beam(s)")
+        self.worker.start()
 
     def _declare_parameters(self) -> NodeParams:
-        values = {}
+        """Every NodeParams parameter; those `from_model` default to what the model records (model is declared
+        first), so a params file or -p overrides them only where a user sets them, and that is logged once."""
+        values, recorded = {}, None
         for name, default, description, dynamic in NodeParams.specs():
+            if name in NodeParams.from_model():
+                recorded = recorded or model_caption_settings(values["model"])
+                default = getattr(recorded, name)
             value = list(default) if isinstance(default, tuple) else default
             descriptor = ParameterDescriptor(description=description, read_only=not dynamic)
             values[name] = self.declare_parameter(name, value, descriptor).value
         values["cameras"] = tuple(values["cameras"])
+        if recorded is not None:
+            overrides = recorded.overrides(**{name: values[name] for name in NodeParams.from_model()})
+            if overrides:
+                self.get_logger().info(f"overriding the model's caption settings ({recorded.source}): "
+                                       + "; ".join(overrides))
         return NodeParams(**values)
 
     def _subscribe_cloud(self, name: str, topic: str, summarize) -> SensorBuffer | None:
@@ -156,6 +188,10 @@ class CaptionNode(Node):
                 msg.data.frombytes(pixels)  # one copy; assigning bytes costs one more, a numpy array ~100x more
                 overlay_pub.publish(msg)
 
+    def _on_worker_died(self) -> None:
+        self._publish_diagnostics()  # ERROR now, not at the next timer tick
+        raise WorkerDied(f"caption worker stopped: {type(self.worker.died).__name__}: {self.worker.died}")
+
     def _publish_diagnostics(self) -> None:
         now = self.get_clock().now()
         statuses = [self.diagnostics.camera(stats) for stats in self.slots.stats.values()]
@@ -164,7 +200,7 @@ class CaptionNode(Node):
             newest = buffer.newest_stamp_ns
             ages[name] = (stats, None if newest is None or now.nanoseconds == 0 else (now.nanoseconds - newest) / 1e9)
         p = self.params
-        statuses.append(self.diagnostics.node(p.backend, p.model, p.device, p.precision, ages))
+        statuses.append(self.diagnostics.node(p.backend, p.model, p.device, p.precision, ages, self.worker.died))
         array = DiagnosticArray(status=[
             DiagnosticStatus(level=bytes([s.level]), name=s.name, message=s.message, hardware_id=s.hardware_id,
                              values=[KeyValue(key=k, value=v) for k, v in s.values.items()])
@@ -182,28 +218,72 @@ class CaptionNode(Node):
         return SetParametersResult(successful=True)
 
     def destroy_node(self) -> None:
-        self.worker.stop()
+        if not self.worker.stop():
+            self.get_logger().error("the caption worker did not stop within 30 s (a hung inference?)")
         super().destroy_node()
 
 
+class _Interrupted(BaseException):
+    """Raised by the signal handler while the node is still starting (loading a model can take a while)."""
+
+
+class StopRequest:
+    """SIGINT and SIGTERM ask the main loop to stop; they never raise into the shutdown that follows.
+
+    Why not rclpy's own handlers: on SIGINT/SIGTERM they shut the rclpy context down at once, from the signal, while
+    the worker thread may be publishing ("RCLError: publisher's context is invalid"), and SIGINT then raises
+    KeyboardInterrupt wherever the main thread is (inside worker.stop()'s join, say). So the node starts rclpy with
+    `rclpy.init(signal_handler_options=SignalHandlerOptions.NO)` (rclpy.signals; Humble, Jazzy and Kilted alike),
+    handles the signals itself, stops the worker, destroys the node and only then calls `rclpy.try_shutdown()`.
+    A second signal (Ctrl-C reaches a launched node twice: from the terminal and from launch) changes nothing.
+    """
+
+    def __init__(self):
+        self.requested = False
+        self.starting = True
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        first = not self.requested
+        self.requested = True
+        # Abort a slow start, but never once a worker runs: the node must then be destroyed to stop it.
+        if first and self.starting and not any(t.name == WORKER_THREAD for t in threading.enumerate()):
+            raise _Interrupted
+
+
 def main(args=None) -> None:
-    rclpy.init(args=args)
+    """Run caption_node until SIGINT/SIGTERM (exit 0), a startup error or a dead worker (exit 1); ends the process."""
+    stop = StopRequest()
     node = None
     exit_code = 0
     try:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
         node = CaptionNode()
-        rclpy.spin(node)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        stop.starting = False
+        # Python runs signal handlers between bytecodes only: spin in short slices so a stop is seen within 0.1 s.
+        while not stop.requested and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
     except STARTUP_ERRORS as exc:
         rclpy.logging.get_logger("caption_node").fatal(str(exc))
         exit_code = 1
-    except (KeyboardInterrupt, ExternalShutdownException):
+    except WorkerDied as exc:
+        rclpy.logging.get_logger("caption_node").fatal(f"{exc}; exiting so that a supervisor restarts the node")
+        exit_code = 1
+    except (_Interrupted, ExternalShutdownException):
         pass
     finally:
+        stop.starting = False
         if node is not None:
-            node.destroy_node()
+            node.destroy_node()  # stops the worker first
         rclpy.try_shutdown()
-    if exit_code:
-        sys.exit(exit_code)
+    # Everything is stopped, flushed and shut down: end the process now. Interpreter finalisation (module teardown
+    # of torch/transformers) adds seconds on a loaded CPU and can still meet C++ threads of the libraries.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(exit_code)
 
 
 if __name__ == "__main__":

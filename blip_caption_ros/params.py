@@ -8,14 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
+from .caption_settings import STOCK
 from .captioner import PRECISIONS, CaptionerConfig
 from .sensors import LidarSettings, RadarSettings
 
 IMAGE_TRANSPORTS = ("raw", "compressed")
 
 
-def _param(default, description: str, *, dynamic: bool = False, choices=None):
-    return field(default=default, metadata={"description": description, "dynamic": dynamic, "choices": choices})
+def _param(default, description: str, *, dynamic: bool = False, choices=None, from_model: bool = False):
+    return field(default=default, metadata={"description": description, "dynamic": dynamic, "choices": choices,
+                                            "from_model": from_model})
 
 
 class ParameterError(ValueError):
@@ -33,10 +35,15 @@ class NodeParams:
                                        "built for another GPU or TensorRT version (takes minutes) instead of failing")
     device: str = _param("cpu", "cpu, cuda or cuda:N")
     precision: str = _param("fp32", "fp32, fp16 (CUDA only) or bf16", choices=PRECISIONS)
-    prompt: str = _param("a picture of", "text the caption starts from (stripped from the output); may be changed "
-                         "at runtime with `ros2 param set`", dynamic=True)
-    max_new_tokens: int = _param(20, "most tokens generated per caption")
-    num_beams: int = _param(1, "beam search width (1 = greedy)")
+    allow_model_download: bool = _param(False, "fetch a hub id missing from the local HF cache from the hub; off, the "
+                                        "node never touches the network")
+    prompt: str = _param(STOCK.prompt, "text the caption starts from (stripped from the output); default: the "
+                         "model's recorded prompt (caption_prompt.json), 'a picture of' for a model without one; may "
+                         "be changed at runtime with `ros2 param set`", dynamic=True, from_model=True)
+    max_new_tokens: int = _param(STOCK.max_new_tokens, "most tokens generated per caption; default: the model's "
+                                 "generation_config.json, 20 for a model without one", from_model=True)
+    num_beams: int = _param(STOCK.num_beams, "beam search width (1 = greedy); default: the model's "
+                            "generation_config.json, 1 for a model without one", from_model=True)
     cameras: tuple[str, ...] = _param(("front",), "camera names; each subscribes <name>/image (or "
                                       "<name>/image/compressed) and publishes <name>/caption*")
     image_transport: str = _param("raw", "raw: sensor_msgs/Image on <cam>/image; compressed: "
@@ -96,10 +103,17 @@ class NodeParams:
         return [(spec.name, spec.default, spec.metadata["description"], spec.metadata["dynamic"])
                 for spec in fields(cls)]
 
+    @classmethod
+    def from_model(cls) -> tuple[str, ...]:
+        """Parameters whose default is what the model records (caption_settings): left out of config/caption.yaml,
+        so a params file overrides them only where a user writes them."""
+        return tuple(spec.name for spec in fields(cls) if spec.metadata["from_model"])
+
     def captioner_config(self) -> CaptionerConfig:
         return CaptionerConfig(model=self.model, backend=self.backend, device=self.device, precision=self.precision,
                                prompt=self.prompt, max_new_tokens=self.max_new_tokens, num_beams=self.num_beams,
-                               engine_dir=self.engine_dir, force_engine_update=self.force_engine_update)
+                               engine_dir=self.engine_dir, force_engine_update=self.force_engine_update,
+                               allow_download=self.allow_model_download)
 
     def lidar_settings(self) -> LidarSettings:
         return LidarSettings(self.lidar_sector_min_deg, self.lidar_sector_max_deg, self.lidar_min_range_m)

@@ -1,7 +1,7 @@
 """The PyTorch backend: HuggingFace `BlipForConditionalGeneration` + `BlipProcessor`.
 
 Loads through `model_loading.load_blip`, so a save_pretrained directory (what blip-train writes) and a cached hub id
-both work: safetensors only, nothing fetched for a local directory, HF_HUB_OFFLINE respected. Generation follows
+both work: safetensors only, a hub id from the local cache only unless `allow_download`. Generation follows
 BLIP's convention: the prompt is tokenised as [CLS] prompt [SEP], and `generate` swaps [CLS] for the decoder's bos and
 drops the trailing [SEP].
 """
@@ -22,18 +22,19 @@ class TorchCaptioner:
     backend = "torch"
 
     def __init__(self, config: CaptionerConfig):
+        from .model_source import ModelFilesError, check_local_hub_model, resolve_source
+
+        try:  # before torch's import (seconds): a missing model or uncached hub id is reported at once
+            check_local_hub_model(config.model) if not config.allow_download else resolve_source(config.model)
+        except ModelFilesError as exc:
+            raise ModelLoadError(config.model, exc.reason) from None
         try:
             import torch
             import transformers
 
-            from .model_loading import ModelFilesError, load_blip, resolve_source
+            from .model_loading import load_blip
         except ImportError as exc:
             raise ModelLoadError(config.model, f"the torch backend needs torch and transformers ({exc})") from exc
-
-        try:
-            resolve_source(config.model)
-        except ModelFilesError as exc:
-            raise ModelLoadError(config.model, exc.reason) from None
         self.config = config
         self.model_name = config.model
         if config.device.startswith("cuda") and not torch.cuda.is_available():
@@ -43,13 +44,15 @@ class TorchCaptioner:
         self._dtype = getattr(torch, _DTYPES[config.precision])
         transformers.utils.logging.disable_progress_bar()
         try:
-            model, self.processor = load_blip(config.model, dtype=self._dtype)
+            model, self.processor = load_blip(config.model, dtype=self._dtype, allow_download=config.allow_download)
         except ModelFilesError as exc:
             raise ModelLoadError(config.model, exc.reason) from exc
         self.model = model.to(config.device).eval()
         self._torch = torch
 
     def caption(self, images: Sequence[np.ndarray], prompt: str | None = None) -> list[str]:
+        from .decoding import captions_from_ids
+
         if not images:
             return []
         prompt = self.config.prompt if prompt is None else prompt
@@ -63,20 +66,8 @@ class TorchCaptioner:
                 pixel_values=pixels, max_new_tokens=self.config.max_new_tokens, num_beams=self.config.num_beams,
                 **kwargs,
             )
-        texts = self.processor.batch_decode(ids, skip_special_tokens=True)
-        prefix = self._prompt_text(prompt) if prompt.strip() else ""
-        return [_strip_prefix(text.strip(), prefix) for text in texts]
+        return captions_from_ids(self.processor.tokenizer, ids, prompt)
 
     @functools.lru_cache(maxsize=8)  # noqa: B019 - one captioner lives as long as the process
     def _prompt_ids(self, prompt: str):
         return self.processor.tokenizer(prompt, return_tensors="pt").input_ids
-
-    def _prompt_text(self, prompt: str) -> str:
-        """The prompt as the tokenizer gives it back (lower case, normalised spaces), to strip it from captions."""
-        return self.processor.tokenizer.decode(self._prompt_ids(prompt)[0], skip_special_tokens=True).strip()
-
-
-def _strip_prefix(text: str, prefix: str) -> str:
-    if prefix and text.startswith(prefix):
-        return text[len(prefix):].strip()
-    return text

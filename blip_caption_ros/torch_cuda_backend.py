@@ -157,7 +157,8 @@ class TorchCudaCaptioner:
         self.config, self.model_name = config, config.model
         transformers.utils.logging.disable_progress_bar()
         try:
-            model, self.processor = load_blip(config.model, dtype=getattr(torch, _DTYPES[config.precision]))
+            model, self.processor = load_blip(config.model, dtype=getattr(torch, _DTYPES[config.precision]),
+                                              allow_download=config.allow_download)
         except ModelFilesError as exc:
             raise ModelLoadError(config.model, exc.reason) from exc
         model = model.to(config.device).eval()

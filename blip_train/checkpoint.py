@@ -1,7 +1,9 @@
 """Checkpoint directories that describe themselves, written atomically, and loading models from them.
 
     RUN/checkpoints/{last,best}/
-        model.safetensors, config.json, generation_config.json    save_pretrained (safetensors)
+        model.safetensors, config.json, generation_config.json    save_pretrained (safetensors); generation_config
+                                                                   holds max_new_tokens and num_beams to caption with
+        caption_prompt.json                                        the prompt it was trained after (caption_settings)
         preprocessor_config.json, tokenizer files                  processor.save_pretrained
         training_config.yaml                                       the full TrainingConfig (usable as --config)
         trainer_state.json                                         step, epoch, best CIDEr, log file, val metrics
@@ -25,6 +27,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from blip_caption_ros.caption_settings import write_prompt
 
 TRAINER_STATE = "trainer_state.json"
 TRAINING_CONFIG = "training_config.yaml"
@@ -78,13 +82,14 @@ def quiet_transformers() -> None:
 def load_blip(path_or_id: str, what: str = "--model"):
     """(model, processor) from a save_pretrained directory or a hub id; CheckpointError when it cannot load.
 
-    Safetensors only, and nothing fetched for a local directory: see blip_caption_ros.model_loading.
+    Safetensors only, and nothing fetched for a local directory: see blip_caption_ros.model_loading. A workstation
+    tool may fetch a hub id (HF_HUB_OFFLINE still says no).
     """
     from blip_caption_ros.model_loading import ModelFilesError
     from blip_caption_ros.model_loading import load_blip as load_safely
 
     try:
-        return load_safely(path_or_id, what=what)
+        return load_safely(path_or_id, what=what, allow_download=True)
     except ModelFilesError as exc:
         raise CheckpointError(str(exc)) from None
 
@@ -158,6 +163,7 @@ def write_checkpoint(staging: Path, model, processor, config, state: TrainerStat
     """Weights, processor, config and state into `staging` (main process); optimizer state when given."""
     model.save_pretrained(staging, safe_serialization=True)
     processor.save_pretrained(staging)
+    write_prompt(staging, config.generation.prompt)
     config.save(staging / TRAINING_CONFIG)
     state.save(staging)
     if optimizer is not None:

@@ -108,9 +108,10 @@ def read_drive_captions(bag: Path) -> list[dict]:
     return records
 
 
-def caption_drive(out: Path, checkpoint: Path, drive: DriveConfig, prompt: str, max_new_tokens: int,
-                  say) -> tuple[Path, list[dict]]:
-    """Record `drive` to OUT/drive, caption it at 1 Hz into OUT/drive_captioned; the captioned bag and its records."""
+def caption_drive(out: Path, checkpoint: Path, drive: DriveConfig, say) -> tuple[Path, list[dict]]:
+    """Record `drive` to OUT/drive, caption it at 1 Hz into OUT/drive_captioned; the captioned bag and its records.
+
+    With the checkpoint's own caption settings, as the node would caption."""
     import shutil
 
     raw, captioned = out / "drive", out / "drive_captioned"
@@ -119,7 +120,7 @@ def caption_drive(out: Path, checkpoint: Path, drive: DriveConfig, prompt: str, 
     counts = write_drive(raw, drive)
     say(f"drive: {drive.duration_s:.0f} s, {drive.weather} {drive.timeofday} {drive.scene}; "
         f"{sum(counts.values())} messages on {len(counts)} topics -> {raw}")
-    captioner = load_captioner(CaptionerConfig(model=str(checkpoint), prompt=prompt, max_new_tokens=max_new_tokens))
+    captioner = load_captioner(CaptionerConfig(model=str(checkpoint)))
     stats = caption_bag(raw, captioned, captioner, rate_hz=1.0)
     say(f"drive: {sum(stats.captioned.values())} frames captioned in {stats.inference_s:.1f} s of inference")
     return captioned, read_drive_captions(captioned)
@@ -227,8 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         evaluated = time.perf_counter()
         drive_bag, drive_records = None, []
         if args.drive_seconds > 0:
-            drive_bag, drive_records = caption_drive(out, checkpoint, drive, config.generation.prompt,
-                                                     config.generation.max_new_tokens, say)
+            drive_bag, drive_records = caption_drive(out, checkpoint, drive, say)
     except (ConfigError, DataError, CheckpointError, ModelLoadError, BagError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -6,13 +6,13 @@ Writes, to --out (default: the checkpoint directory):
                             object-class mention recall and precision
     captions.jsonl          per frame: name, reference, caption, the attributes stated
 With --baseline MODEL also metrics_baseline.json, captions_baseline.jsonl and report/ (HTML + PNG before/after).
-Data root, split, prompt and caption seed default to those in the checkpoint's training_config.yaml.
+Data root, split and caption seed default to those in the checkpoint's training_config.yaml; prompt, max_new_tokens
+and num_beams to what the checkpoint records (caption_prompt.json, generation_config.json), as on the vehicle.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 from collections.abc import Sequence
@@ -22,6 +22,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from blip_caption_ros.caption_settings import PROMPT_FILE, SETTINGS, CaptionSettingsError, model_caption_settings
+from blip_caption_ros.decoding import captions_from_ids
 from blip_train.attributes import detect_attributes
 from blip_train.captions import caption_frame
 from blip_train.checkpoint import TRAINER_STATE, TRAINING_CONFIG, CheckpointError, load_blip, quiet_transformers
@@ -32,16 +34,6 @@ from blip_train.metrics import evaluate_captions
 
 #: Attribute values the summary also reports one by one: conditions a vehicle meets rarely and needs described most.
 EDGE_VALUES = (("timeofday", "night"), ("weather", "rainy"), ("weather", "snowy"), ("weather", "foggy"))
-_SPACE_BEFORE_PUNCT = re.compile(r"\s+([.,;:!?])")
-_SPACED_HYPHEN = re.compile(r"\s*-\s*")
-_SENTENCE_START = re.compile(r"(^|[.!?]\s+)([a-z])")
-
-
-def tidy_caption(text: str) -> str:
-    """WordPiece decoding spaces out punctuation ("two cars , one ahead ."); write it as a sentence instead."""
-    text = _SPACED_HYPHEN.sub("-", _SPACE_BEFORE_PUNCT.sub(r"\1", text.strip()))
-    text = _SENTENCE_START.sub(lambda m: m.group(1) + m.group(2).upper(), text)
-    return text.replace(" i ", " I ")
 
 
 def model_image_spec(model, processor) -> ImageSpec:
@@ -73,8 +65,7 @@ def generate_captions(model, processor, images: ImageSet, prompt: str = "", max_
             input_ids = prompt_ids.repeat(pixel_values.shape[0], 1)
             output = model.generate(pixel_values=pixel_values, input_ids=input_ids,
                                     max_new_tokens=max_new_tokens, num_beams=num_beams)
-            texts = tokenizer.batch_decode(output[:, kept:], skip_special_tokens=True)
-            captions.extend(tidy_caption(text) for text in texts)
+            captions.extend(captions_from_ids(tokenizer, output, prompt))
     finally:
         model.train(was_training)
     return captions
@@ -102,10 +93,6 @@ def caption_rows(captions: Sequence[str], split: CaptionSplit) -> list[dict]:
 
 def write_jsonl(path: Path, rows: Sequence[dict]) -> None:
     path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-
-
-def read_jsonl(path: str | Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def write_scores(out_dir: Path, metrics: dict, captions: Sequence[str], split: CaptionSplit,
@@ -184,6 +171,7 @@ def run(settings: EvalSettings, explicit: set[str], progress: bool = True) -> di
         data = replace(trained.data, **{k: getattr(data, k) for k in vars(data) if k in explicit})
         generation = replace(trained.generation,
                              **{k: getattr(generation, k) for k in vars(generation) if k in explicit})
+    generation = _recorded_generation(options.checkpoint, generation, explicit)
     if not data.data_root:
         raise ConfigError("--data_root is required (the checkpoint's training_config.yaml names none)")
     out_dir = Path(options.out or options.checkpoint)
@@ -220,6 +208,21 @@ def run(settings: EvalSettings, explicit: set[str], progress: bool = True) -> di
                               names=(Path(options.checkpoint).name, Path(options.baseline).name or options.baseline))
         result.update(baseline=base_metrics, report=report)
     return result
+
+
+def _recorded_generation(checkpoint: str, generation: GenerationSettings, explicit: set[str]) -> GenerationSettings:
+    """Unset --prompt/--max_new_tokens/--num_beams follow what the checkpoint records, as the node and caption-bag
+    do, so the scores describe the captions a vehicle publishes; a flag that differs is said once."""
+    if not (Path(checkpoint) / PROMPT_FILE).is_file():
+        return generation
+    try:
+        recorded = model_caption_settings(checkpoint)
+    except CaptionSettingsError as exc:
+        raise CheckpointError(str(exc)) from None
+    given = {name: getattr(generation, name) for name in SETTINGS if name in explicit}
+    for note in recorded.overrides(**given):
+        print(f"note: overriding the checkpoint's caption settings: {note}", file=sys.stderr)
+    return replace(generation, **{name: getattr(recorded, name) for name in SETTINGS if name not in explicit})
 
 
 def _log_file_of(checkpoint: str) -> str | None:

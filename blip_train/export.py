@@ -28,6 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
+from blip_caption_ros.caption_settings import (
+    PROMPT_FILE,
+    SETTINGS,
+    STOCK,
+    CaptionSettingsError,
+    model_caption_settings,
+)
 from blip_caption_ros.engine_manifest import (
     ENGINE_DIR,
     ONNX_FORMAT,
@@ -50,7 +57,7 @@ OPSET = 18
 GRAPH_FILES = {"vision": "vision.onnx", "decoder": "decoder.onnx", SPLIT_DECODER: "decoder.split.onnx"}
 #: Processor / tokenizer files copied next to the graphs (whichever the checkpoint has).
 PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json", "tokenizer.json", "tokenizer_config.json",
-                   "special_tokens_map.json", "vocab.txt", "config.json", "generation_config.json")
+                   "special_tokens_map.json", "vocab.txt", "config.json", "generation_config.json", PROMPT_FILE)
 #: Generation settings the ONNX/TensorRT decoding loop does not implement; an export refuses checkpoints using them.
 UNSUPPORTED_GENERATION = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "bad_words_ids": None,
                           "forced_bos_token_id": None, "forced_eos_token_id": None, "suppress_tokens": None,
@@ -406,11 +413,20 @@ def write_manifest(out_dir: Path, graphs: dict, model, checkpoint: str, parity: 
         "tokens": {"bos": text.bos_token_id, "sep": text.sep_token_id, "eos": text.sep_token_id,
                    "pad": text.pad_token_id},
         "versions": _versions(), "parity": parity,
+        "caption": _caption_section(checkpoint),
         "files": file_hashes(out_dir, [p.name for p in out_dir.iterdir() if p.is_file() and p.name != ONNX_MANIFEST]),
         **(extra or {}),
     }
     write_json_atomic(out_dir / ONNX_MANIFEST, manifest)
     return manifest
+
+
+def _caption_section(checkpoint: str) -> dict:
+    """How the export captions by default: the checkpoint's recorded prompt and generation settings (copied beside
+    the graphs as caption_prompt.json and generation_config.json, which the backends read)."""
+    settings = model_caption_settings(checkpoint)
+    recorded = (Path(checkpoint) / PROMPT_FILE).is_file()
+    return {name: getattr(settings, name) for name in SETTINGS} | {"recorded": recorded}
 
 
 def _copy_processor_files(checkpoint: str, out_dir: Path) -> None:
@@ -480,8 +496,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--samples", type=int, default=ExportOptions.samples,
                         help="images for the greedy-ids parity check (default %(default)s)")
     parser.add_argument("--images", default="", help="folder of .jpg/.png for the parity check (default: synthetic)")
-    parser.add_argument("--max-new-tokens", type=int, default=ExportOptions.max_new_tokens,
-                        help="caption length of the parity check and of the TensorRT profile (default %(default)s)")
+    parser.add_argument("--max-new-tokens", type=int, default=None,
+                        help="caption length of the parity check and of the TensorRT profile (default: what the "
+                             "checkpoint records, see caption_settings)")
     parser.add_argument("--int8", action="store_true", help="also write OUT/int8: dynamic int8 graphs (approximate)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     trt = parser.add_argument_group("TensorRT (on the GPU that will run the engines)")
@@ -500,6 +517,13 @@ def main(argv=None) -> int:
     problems = []
     if not args.tensorrt_only and not args.checkpoint:
         problems.append("--checkpoint is required (unless --tensorrt-only)")
+    if args.max_new_tokens is None:  # the engines' cache must hold the captions the model is set to write
+        source = args.out if args.tensorrt_only else args.checkpoint
+        try:
+            args.max_new_tokens = (model_caption_settings(source) if source else STOCK).max_new_tokens
+        except CaptionSettingsError as exc:
+            problems.append(str(exc))
+            args.max_new_tokens = STOCK.max_new_tokens
     for name in ("samples", "max_new_tokens", "max_batch", "max_prompt_tokens"):
         if getattr(args, name) < 1:
             problems.append(f"--{name.replace('_', '-')} must be >= 1")

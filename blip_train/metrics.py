@@ -104,11 +104,3 @@ def evaluate_captions(hypotheses: Sequence[str], references: Sequence[Sequence[s
     return {"frames": len(hypotheses), "captioning": text["scores"], "tokenizer": text["tokenizer"],
             "notes": text["notes"], **score_captions(hypotheses, frames)}
 
-
-def headline(metrics: dict) -> dict[str, float | None]:
-    """The handful of figures a summary line or a comparison table shows."""
-    out = {f"{key}_accuracy": metrics[key]["accuracy"] for key in ("timeofday", "weather", "scene")}
-    out["object_recall"] = metrics["objects"]["recall"]
-    out["object_precision"] = metrics["objects"]["precision"]
-    out.update(metrics["captioning"])
-    return out

@@ -6,6 +6,10 @@ optimizer, `fit` runs the loop, `validate` scores the model. Accelerate does pre
 unchanged. Captions follow LAVIS: the decoder starts from the bos token [DEC], the prompt ("a picture of ") and
 padding are masked out of the loss. Validation (CIDEr, attribute accuracy, loss) runs on the main process every
 `--eval_every` steps or at each epoch end; it writes checkpoints/last (resumable) and checkpoints/best (best CIDEr).
+Every checkpoint records how it captions (blip_caption_ros.caption_settings): its prompt (caption_prompt.json) and,
+in generation_config.json, num_beams and max_new_tokens = --max_new_tokens raised, where needed, to cover the
+longest training caption plus a margin, so no caption a vehicle publishes is cut mid-sentence. Validation captions
+with exactly these settings.
 A NaN/inf loss or gradient norm stops the run before the update (`--nonfinite_loss skip`: drops that update instead).
 """
 
@@ -24,6 +28,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from blip_caption_ros.decoding import prompt_tokens
 from blip_train.balanced_sampling import training_sampler
 from blip_train.checkpoint import (
     CheckpointError,
@@ -91,6 +96,8 @@ class _Run:
     out_dir: Path
     log_file: Path
     say: Callable[[str], None]
+    max_new_tokens: int
+    """What the checkpoints record and validation uses (see caption_length)."""
 
 
 # --- setup ----------------------------------------------------------------------------------------------------------
@@ -130,6 +137,14 @@ def resolve_resume(config: TrainingConfig) -> Path | None:
     if path is None:
         raise CheckpointError(f"--resume {resume}: checkpoint directory not found")
     return path
+
+
+def caption_length(tokenizer, captions: Sequence[str], prompt: str, wanted: int, max_positions: int) -> tuple[int, int]:
+    """(max_new_tokens, longest caption in tokens incl. its closing [SEP]): at least `wanted`, and the longest
+    caption plus a margin (10 %, at least 4 tokens), within the model's position embeddings."""
+    longest = max((len(ids) for ids in tokenizer(list(captions), add_special_tokens=False).input_ids), default=0) + 1
+    room = max_positions - prompt_tokens(tokenizer, prompt)
+    return min(room, max(wanted, longest + max(4, longest // 10))), longest
 
 
 def build_model(config: TrainingConfig, resume_dir: Path | None, out_dir: Path, accelerator):
@@ -199,6 +214,14 @@ def setup(config: TrainingConfig, say: Callable[[str], None] = tqdm.write) -> _R
     if max_length < data.max_text_length:
         say(f"note: captions truncated to {max_length} tokens, the model's max_position_embeddings")
     collator = CaptionCollator(spec, processor.tokenizer, bos, config.generation.prompt, max_length)
+    max_new_tokens, longest = caption_length(processor.tokenizer, train_split.captions, config.generation.prompt,
+                                             config.generation.max_new_tokens,
+                                             model.config.text_config.max_position_embeddings)
+    if max_new_tokens != config.generation.max_new_tokens:
+        say(f"note: captions up to {max_new_tokens} tokens (the longest training caption has {longest}); "
+            "checkpoints record that")
+    model.generation_config.max_new_tokens = max_new_tokens  # save_pretrained writes generation_config.json
+    model.generation_config.num_beams = config.generation.num_beams
     # Same (seed, epoch) -> same order or draws in every process; Accelerate shards the batches between them.
     sampler, sampling = training_sampler(train_split, data, config.train.seed)
     for line in sampling:
@@ -226,7 +249,7 @@ def setup(config: TrainingConfig, say: Callable[[str], None] = tqdm.write) -> _R
         _truncate_log(log_file, state.global_step)
     state.log_file = str(log_file)
     return _Run(config, accelerator, model, processor, optimizer, scheduler, train_loader, sampler, train_split,
-                val_split, collator, state, steps_per_epoch, total_steps, out_dir, log_file, say)
+                val_split, collator, state, steps_per_epoch, total_steps, out_dir, log_file, say, max_new_tokens)
 
 
 def _silent(_: str) -> None:
@@ -283,8 +306,7 @@ def validate(run: _Run) -> dict:
     with run.accelerator.autocast():
         loss = validation_loss(model, run.val_split, run.collator, config.generation.eval_batch_size)
         captions = generate_captions(model, run.processor, run.val_split.images, prompt=config.generation.prompt,
-                                     max_new_tokens=config.generation.max_new_tokens,
-                                     num_beams=config.generation.num_beams,
+                                     max_new_tokens=run.max_new_tokens, num_beams=config.generation.num_beams,
                                      batch_size=config.generation.eval_batch_size)
     # The Python tokenizer and no METEOR: validation needs no Java; blip-eval reports the PTB-tokenised figures.
     metrics = score_split(captions, run.val_split, config.data.caption_seed, config.data.references_per_frame,

@@ -90,16 +90,36 @@ def test_output_is_mcap_that_the_ros2_mcap_reader_decodes(drive, captioner, tmp_
     assert ("/front/caption/image/compressed", "sensor_msgs/msg/CompressedImage") in topics
 
 
-def test_a_failing_run_leaves_no_output(drive, tmp_path):
-    class Exploding:
-        backend, model_name = "test", "exploding"
+def test_an_interrupted_run_leaves_no_output(drive, tmp_path):
+    class Interrupted:
+        backend, model_name = "test", "interrupted"
 
         def caption(self, images, prompt=None):
-            raise RuntimeError("boom")
+            raise KeyboardInterrupt  # Ctrl-C in the middle of a batch
 
-    with pytest.raises(RuntimeError, match="boom"):
-        caption_bag(drive, tmp_path / "out", Exploding(), rate_hz=1.0)
+    with pytest.raises(KeyboardInterrupt):
+        caption_bag(drive, tmp_path / "out", Interrupted(), rate_hz=1.0)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_model_errors_are_counted_and_the_bag_goes_on(drive, captioner, tmp_path, capsys):
+    class EveryThirdFails:
+        backend, model_name = captioner.backend, captioner.model_name
+
+        def __init__(self):
+            self.batches = 0
+
+        def caption(self, images, prompt=None):
+            self.batches += 1
+            if self.batches % 3 == 0:
+                raise RuntimeError(f"model failure {self.batches}")
+            return captioner.caption(images, prompt)
+
+    stats = caption_bag(drive, tmp_path / "out", EveryThirdFails(), rate_hz=0)
+    assert stats.failed["front"] == 5 and stats.captioned["front"] == 10  # 15 frames, one per batch
+    records = _read(tmp_path / "out", ["/front/caption"])["/front/caption"]
+    assert len(records) == 10
+    assert "model failure 3" in capsys.readouterr().err
 
 
 def test_cli_errors_name_the_input(drive, tiny_blip_dir, tmp_path):

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from blip_caption_ros.decoding import tidy_caption
 from blip_train import metrics as metrics_module
 from blip_train.captions import caption_vocabulary
 from blip_train.data import ImageSet
-from blip_train.eval import generate_captions, main, tidy_caption
+from blip_train.eval import generate_captions, main
 from blip_train.metrics import CAPTION_METRICS, caption_metrics, simple_tokenize
 from blip_train.modeling import TINY, build_blip
 

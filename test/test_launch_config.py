@@ -45,10 +45,13 @@ def test_launch_file_declares_described_arguments_and_starts_the_console_script(
 
 def test_config_lists_every_parameter():
     params = yaml.safe_load(CONFIG_YAML.read_text())["/**"]["ros__parameters"]
-    assert list(params) == [name for name, *_ in NodeParams.specs()]
+    from_model = NodeParams.from_model()  # default to the model's own settings: listed commented out
+    assert list(params) == [name for name, *_ in NodeParams.specs() if name not in from_model]
     defaults = {name: list(default) if isinstance(default, tuple) else default
-                for name, default, *_ in NodeParams.specs()}
+                for name, default, *_ in NodeParams.specs() if name not in from_model}
     assert params == defaults
+    text = CONFIG_YAML.read_text()
+    assert all(f"# {name}: " in text for name in from_model)
 
 
 @pytest.mark.ros
@@ -73,7 +76,7 @@ def test_every_config_key_is_declared_by_the_real_node(tiny_blip_dir):
             return future.result()
 
         declared = set(call(ListParameters, "list_parameters", ListParameters.Request()).result.names)
-        assert set(params) <= declared, set(params) - declared
+        assert set(params) | set(NodeParams.from_model()) <= declared, set(params) - declared
         values = call(GetParameters, "get_parameters", GetParameters.Request(names=list(params))).values
         for (name, expected), value in zip(params.items(), values, strict=True):
             actual = rclpy.parameter.parameter_value_to_python(value)
@@ -81,7 +84,7 @@ def test_every_config_key_is_declared_by_the_real_node(tiny_blip_dir):
                 expected = str(tiny_blip_dir)  # overridden on the command line
             assert actual == expected, name
         descriptors = call(DescribeParameters, "describe_parameters",
-                           DescribeParameters.Request(names=list(params))).descriptors
+                           DescribeParameters.Request(names=[*params, *NodeParams.from_model()])).descriptors
         assert all(d.description for d in descriptors)
         assert [d.name for d in descriptors if not d.read_only] == ["prompt"]
     finally:

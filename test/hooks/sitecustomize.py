@@ -1,0 +1,73 @@
+"""Test-only fault injection for a real caption_node process (never shipped: it lives in test/).
+
+A test starts the node with this directory first on PYTHONPATH, so Python imports this module at start-up, and
+names the faults in CAPTION_TEST_FAULTS (comma-separated):
+
+    block_network         every socket connect and DNS lookup raises OSError (the node must not need the network)
+    publish_raises_once   the first caption publish raises RuntimeError (then publishing works again)
+    caption_raises_every=N  the torch captioner raises RuntimeError on every Nth batch
+    worker_dies_after=N   the torch captioner raises a BaseException on batch N, which ends the worker thread
+
+Faults patch shared classes (socket, rclpy's Publisher, the torch backend), so they reach the node even though
+`python -m blip_caption_ros.node` runs it as __main__.
+"""
+
+import os
+
+FAULTS = dict(item.partition("=")[::2] for item in os.environ.get("CAPTION_TEST_FAULTS", "").split(",") if item)
+
+
+class InjectedWorkerDeath(BaseException):
+    """Not an Exception: nothing in the node's per-batch guards catches it, so it ends the worker thread."""
+
+
+def _block_network():
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise OSError("network blocked by the test (CAPTION_TEST_FAULTS=block_network)")
+
+    socket.socket.connect = refuse
+    socket.socket.connect_ex = refuse
+    socket.create_connection = refuse
+    socket.getaddrinfo = refuse
+
+
+def _publish_raises_once():
+    from rclpy.publisher import Publisher
+
+    original = Publisher.publish
+    state = {"raised": False}
+
+    def publish(self, msg):
+        if not state["raised"] and self.topic_name.endswith("/caption"):
+            state["raised"] = True
+            raise RuntimeError("injected publish failure")
+        return original(self, msg)
+
+    Publisher.publish = publish
+
+
+def _wrap_caption(every: int = 0, die_at: int = 0):
+    from blip_caption_ros.torch_backend import TorchCaptioner
+
+    original = TorchCaptioner.caption
+    state = {"batches": 0}
+
+    def caption(self, images, prompt=None):
+        state["batches"] += 1
+        if every and state["batches"] % every == 0:
+            raise RuntimeError(f"injected model failure on batch {state['batches']}")
+        if die_at and state["batches"] == die_at:
+            raise InjectedWorkerDeath(f"injected worker death on batch {state['batches']}")
+        return original(self, images, prompt)
+
+    TorchCaptioner.caption = caption
+
+
+if "block_network" in FAULTS:
+    _block_network()
+if "publish_raises_once" in FAULTS:
+    _publish_raises_once()
+if "caption_raises_every" in FAULTS or "worker_dies_after" in FAULTS:
+    _wrap_caption(int(FAULTS.get("caption_raises_every") or 0), int(FAULTS.get("worker_dies_after") or 0))
