@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
+from blip_caption_ros.backends import CaptionerConfig, load_captioner
 from blip_caption_ros.caption_bag import caption_bag
-from blip_caption_ros.captioner import CaptionerConfig, load_captioner
 from blip_train.captions import caption_vocabulary
 from blip_train.modeling import BLIP_BASE, TINY, build_blip
 from blip_train.synthetic_drive import DriveConfig, write_drive

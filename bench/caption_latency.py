@@ -68,8 +68,8 @@ def _runner(backend: str, checkpoint: Path, export_dir: Path, batch: int, max_ne
     """(generate(pixels) -> ids, encode(pixels), pixels, sync) for `backend`."""
     import torch
 
-    from blip_caption_ros.decoding import start_ids
-    from blip_caption_ros.model_loading import load_blip, load_processor
+    from blip_caption_ros.backends.decoding import start_ids
+    from blip_caption_ros.backends.model_loading import load_blip, load_processor
     from blip_train.export import sample_images
 
     processor = load_processor(checkpoint)
@@ -77,7 +77,7 @@ def _runner(backend: str, checkpoint: Path, export_dir: Path, batch: int, max_ne
     bos = None
     sync = (lambda: torch.cuda.synchronize()) if "cuda" in backend or "tensorrt" in backend else (lambda: None)
     if backend.startswith("ort-"):
-        from blip_caption_ros.onnx_backend import OnnxCaptioner
+        from blip_caption_ros.backends.onnx_backend import OnnxCaptioner
 
         runner = OnnxCaptioner.from_export_dir(export_dir / ("int8" if backend == "ort-int8" else ""),
                                                split_cross=backend != "ort-fp32-joined")
@@ -96,8 +96,8 @@ def _runner(backend: str, checkpoint: Path, export_dir: Path, batch: int, max_ne
         return (lambda: runner.generate_ids(array, start, max_new, min_new_tokens=max_new),
                 lambda: runner.encode(array), sync, forced)
     if backend.startswith("tensorrt"):
-        from blip_caption_ros.captioner import CaptionerConfig
-        from blip_caption_ros.tensorrt_backend import TensorRTCaptioner, build_engines
+        from blip_caption_ros.backends import CaptionerConfig
+        from blip_caption_ros.backends.tensorrt_backend import TensorRTCaptioner, build_engines
 
         if not (export_dir / "tensorrt" / "engine_manifest.json").is_file():
             build_engines(export_dir, precision="fp16", max_batch=max(batch, 6), max_new_tokens=max_new)
@@ -116,7 +116,7 @@ def _runner(backend: str, checkpoint: Path, export_dir: Path, batch: int, max_ne
     bos = model.config.text_config.bos_token_id
     pixels = pixels.to(device, dtype)
     if backend.startswith("torch-static") or backend.startswith("torch-cuda"):
-        from blip_caption_ros.torch_cuda_backend import StaticCacheGenerator
+        from blip_caption_ros.backends.torch_cuda_backend import StaticCacheGenerator
 
         generator = StaticCacheGenerator(model, max_rows=batch, max_new_tokens=max_new)
         start = start_ids(processor.tokenizer, "", bos, batch)

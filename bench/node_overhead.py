@@ -110,7 +110,7 @@ def run_node_overhead(args) -> dict:
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
 
-    from blip_caption_ros.captioner import register_backend
+    from blip_caption_ros.backends import register_backend
     from blip_caption_ros.node import CaptionNode
 
     register_backend("instant", InstantCaptioner)
@@ -167,7 +167,7 @@ def run_node_overhead(args) -> dict:
 def run_blip_base(args) -> None:
     import torch
 
-    from blip_caption_ros.captioner import CaptionerConfig, load_captioner
+    from blip_caption_ros.backends import CaptionerConfig, load_captioner
 
     start = time.perf_counter()
     captioner = load_captioner(CaptionerConfig(model=args.blip_base_worker, prompt="a picture of",

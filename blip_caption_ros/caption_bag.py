@@ -35,8 +35,8 @@ import numpy as np
 from tqdm import tqdm
 
 from . import bag_io
-from .caption_settings import CaptionSettingsError, model_caption_settings
-from .captioner import CaptionerConfig, ModelLoadError, load_captioner
+from .backends import CaptionerConfig, ModelLoadError, load_captioner
+from .backends.caption_settings import CaptionSettingsError, model_caption_settings
 from .frame_slots import Frame, FrameSlots
 from .imaging import compressed_to_rgb, image_to_rgb
 from .overlay import draw_caption

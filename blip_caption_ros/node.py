@@ -43,9 +43,9 @@ from sensor_msgs.msg import CompressedImage, Image, PointCloud2
 from std_msgs.msg import ColorRGBA, String
 from visualization_msgs.msg import Marker
 
+from .backends import ModelLoadError, load_captioner
+from .backends.caption_settings import CaptionSettingsError, model_caption_settings
 from .caption_message import stamp_ns
-from .caption_settings import CaptionSettingsError, model_caption_settings
-from .captioner import ModelLoadError, load_captioner
 from .diagnostics import DiagnosticsReporter
 from .frame_slots import Frame, FrameSlots
 from .imaging import compressed_to_rgb, image_to_rgb

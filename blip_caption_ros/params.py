@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
-from .caption_settings import STOCK
-from .captioner import PRECISIONS, CaptionerConfig
+from .backends import PRECISIONS, CaptionerConfig
+from .backends.caption_settings import STOCK
 from .sensors import LidarSettings, RadarSettings
 
 IMAGE_TRANSPORTS = ("raw", "compressed")

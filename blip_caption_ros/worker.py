@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .backends import Captioner
 from .caption_message import Latency, caption_record
-from .captioner import Captioner
 from .frame_slots import Frame, FrameSlots
 from .imaging import ImageConversionError
 from .sensors import LidarSummary, RadarSummary

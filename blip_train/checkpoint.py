@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from blip_caption_ros.caption_settings import write_prompt
+from blip_caption_ros.backends.caption_settings import write_prompt
 
 TRAINER_STATE = "trainer_state.json"
 TRAINING_CONFIG = "training_config.yaml"
@@ -82,11 +82,11 @@ def quiet_transformers() -> None:
 def load_blip(path_or_id: str, what: str = "--model"):
     """(model, processor) from a save_pretrained directory or a hub id; CheckpointError when it cannot load.
 
-    Safetensors only, and nothing fetched for a local directory: see blip_caption_ros.model_loading. A workstation
-    tool may fetch a hub id (HF_HUB_OFFLINE still says no).
+    Safetensors only, and nothing fetched for a local directory: see blip_caption_ros.backends.model_loading. A
+    workstation tool may fetch a hub id (HF_HUB_OFFLINE still says no).
     """
-    from blip_caption_ros.model_loading import ModelFilesError
-    from blip_caption_ros.model_loading import load_blip as load_safely
+    from blip_caption_ros.backends.model_loading import ModelFilesError
+    from blip_caption_ros.backends.model_loading import load_blip as load_safely
 
     try:
         return load_safely(path_or_id, what=what, allow_download=True)

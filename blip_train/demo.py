@@ -28,9 +28,9 @@ from pathlib import Path
 
 import torch
 
+from blip_caption_ros.backends import CaptionerConfig, ModelLoadError, load_captioner
 from blip_caption_ros.bag_io import BagError
 from blip_caption_ros.caption_bag import caption_bag
-from blip_caption_ros.captioner import CaptionerConfig, ModelLoadError, load_captioner
 from blip_train.attributes import attribute_correct
 from blip_train.checkpoint import CheckpointError, quiet_transformers
 from blip_train.config import EvalSettings, ScoringConfig, TrainingConfig

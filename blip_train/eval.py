@@ -22,8 +22,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from blip_caption_ros.caption_settings import PROMPT_FILE, SETTINGS, CaptionSettingsError, model_caption_settings
-from blip_caption_ros.decoding import captions_from_ids
+from blip_caption_ros.backends.caption_settings import (
+    PROMPT_FILE,
+    SETTINGS,
+    CaptionSettingsError,
+    model_caption_settings,
+)
+from blip_caption_ros.backends.decoding import captions_from_ids
 from blip_train.attributes import detect_attributes
 from blip_train.captions import caption_frame
 from blip_train.checkpoint import TRAINER_STATE, TRAINING_CONFIG, CheckpointError, load_blip, quiet_transformers

@@ -4,7 +4,7 @@
     blip-export --checkpoint runs/train/best --out runs/export --int8     # + runs/export/int8 (approximate)
     blip-export --out runs/export --tensorrt-only --max-batch 6           # engines on the vehicle, from the ONNX
 
-Two graphs (see blip_caption_ros.kv_decoder): `vision.onnx` (image -> every decoder layer's cross-attention
+Two graphs (see blip_caption_ros.backends.kv_decoder): `vision.onnx` (image -> every decoder layer's cross-attention
 keys/values) and `decoder.onnx` (new tokens + KV cache -> last logits + the new tokens' keys/values), dynamic in
 batch (cameras x beams), new tokens and cached length, so one decoder graph serves both the prompt and every step.
 
@@ -28,14 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
-from blip_caption_ros.caption_settings import (
+from blip_caption_ros.backends.caption_settings import (
     PROMPT_FILE,
     SETTINGS,
     STOCK,
     CaptionSettingsError,
     model_caption_settings,
 )
-from blip_caption_ros.engine_manifest import (
+from blip_caption_ros.backends.engine_manifest import (
     ENGINE_DIR,
     ONNX_FORMAT,
     ONNX_MANIFEST,
@@ -43,7 +43,7 @@ from blip_caption_ros.engine_manifest import (
     load_export_manifest,
     write_json_atomic,
 )
-from blip_caption_ros.kv_decoder import (
+from blip_caption_ros.backends.kv_decoder import (
     DECODER_INPUTS,
     DECODER_OUTPUTS,
     SPLIT_DECODER,
@@ -93,7 +93,7 @@ class ExportOptions:
 def load_checkpoint(checkpoint: str):
     import transformers
 
-    from blip_caption_ros.model_loading import load_blip
+    from blip_caption_ros.backends.model_loading import load_blip
 
     if not Path(checkpoint).is_dir():
         raise ExportError(f"checkpoint {checkpoint!r} is not a directory (a save_pretrained dir with a processor)")
@@ -138,7 +138,7 @@ def sample_images(count: int, images_dir: str = "") -> list[np.ndarray]:
 
 
 def bos_prompt_ids(model, processor, prompt: str, batch: int):
-    from blip_caption_ros.decoding import start_ids
+    from blip_caption_ros.backends.decoding import start_ids
 
     return start_ids(processor.tokenizer, prompt, model.config.text_config.bos_token_id, batch)
 
@@ -148,7 +148,7 @@ def export_graphs(model, out_dir: Path) -> dict:
     import torch
     from torch.export import Dim
 
-    from blip_caption_ros.kv_decoder import KVDecoder, VisionCrossKV, cache_shape
+    from blip_caption_ros.backends.kv_decoder import KVDecoder, VisionCrossKV, cache_shape
 
     vision, decoder = VisionCrossKV(model).eval(), KVDecoder(model).eval()
     image_size = model.config.vision_config.image_size
@@ -205,7 +205,7 @@ def split_cross_kv(decoder_path: Path, out_path: Path, layers: int) -> list[str]
     import onnx
     from onnx import numpy_helper
 
-    from blip_caption_ros.kv_decoder import split_decoder_inputs
+    from blip_caption_ros.backends.kv_decoder import split_decoder_inputs
 
     model = onnx.load(str(decoder_path))
     graph = model.graph
@@ -297,7 +297,7 @@ def validate_outputs(model, export_dir: Path, atol: float) -> dict:
     """Names, shapes and values of both graphs against PyTorch at sizes other than the traced ones."""
     import torch
 
-    from blip_caption_ros.kv_decoder import KVDecoder, VisionCrossKV, cache_shape
+    from blip_caption_ros.backends.kv_decoder import KVDecoder, VisionCrossKV, cache_shape
 
     generator = torch.Generator().manual_seed(1)
     size = model.config.vision_config.image_size
@@ -349,7 +349,7 @@ def validate_greedy_ids(model, processor, export_dir: Path, images, max_new_toke
     """
     import torch
 
-    from blip_caption_ros.onnx_backend import OnnxCaptioner
+    from blip_caption_ros.backends.onnx_backend import OnnxCaptioner
 
     pixels = processor(images=images, return_tensors="pt").pixel_values
     runner = OnnxCaptioner.from_export_dir(export_dir, verify=False)
@@ -534,7 +534,7 @@ def main(argv=None) -> int:
     started = time.monotonic()
     try:
         if args.tensorrt or args.tensorrt_only:
-            from blip_caption_ros.tensorrt_backend import EngineBuildError, require_tensorrt
+            from blip_caption_ros.backends.tensorrt_backend import EngineBuildError, require_tensorrt
 
             try:
                 require_tensorrt()  # before minutes of ONNX export, not after
@@ -550,7 +550,7 @@ def main(argv=None) -> int:
                   f"(atol {args.atol:g}), greedy ids identical to generate on {args.samples} images"
                   + (", int8 in int8/" if args.int8 else "") + f", {time.monotonic() - started:.0f} s")
         if args.tensorrt or args.tensorrt_only:
-            from blip_caption_ros.tensorrt_backend import build_engines
+            from blip_caption_ros.backends.tensorrt_backend import build_engines
 
             load_export_manifest(args.out)
             engines = build_engines(args.out, precision=args.trt_precision, max_batch=args.max_batch,

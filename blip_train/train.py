@@ -6,7 +6,8 @@ optimizer, `fit` runs the loop, `validate` scores the model. Accelerate does pre
 unchanged. Captions follow LAVIS: the decoder starts from the bos token [DEC], the prompt ("a picture of ") and
 padding are masked out of the loss. Validation (CIDEr, attribute accuracy, loss) runs on the main process every
 `--eval_every` steps or at each epoch end; it writes checkpoints/last (resumable) and checkpoints/best (best CIDEr).
-Every checkpoint records how it captions (blip_caption_ros.caption_settings): its prompt (caption_prompt.json) and,
+Every checkpoint records how it captions (blip_caption_ros.backends.caption_settings): its prompt
+(caption_prompt.json) and,
 in generation_config.json, num_beams and max_new_tokens = --max_new_tokens raised, where needed, to cover the
 longest training caption plus a margin, so no caption a vehicle publishes is cut mid-sentence. Validation captions
 with exactly these settings.
@@ -28,7 +29,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from blip_caption_ros.decoding import prompt_tokens
+from blip_caption_ros.backends.decoding import prompt_tokens
 from blip_train.balanced_sampling import training_sampler
 from blip_train.checkpoint import (
     CheckpointError,

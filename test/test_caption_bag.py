@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from blip_caption_ros import bag_io
+from blip_caption_ros.backends import CaptionerConfig, load_captioner
 from blip_caption_ros.caption_bag import caption_bag, decode_image
-from blip_caption_ros.captioner import CaptionerConfig, load_captioner
 from blip_caption_ros.sensors import summarize_lidar, summarize_radar
 from blip_train.synthetic_drive import DriveConfig, write_drive
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from blip_caption_ros.captioner import (
+from blip_caption_ros.backends import (
     BACKENDS,
     Captioner,
     CaptionerConfig,

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from blip_caption_ros.engine_manifest import (
+from blip_caption_ros.backends.engine_manifest import (
     ENGINE_FORMAT,
     ONNX_FORMAT,
     EngineMismatchError,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from blip_caption_ros.decoding import tidy_caption
+from blip_caption_ros.backends.decoding import tidy_caption
 from blip_train import metrics as metrics_module
 from blip_train.captions import caption_vocabulary
 from blip_train.data import ImageSet

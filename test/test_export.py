@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from blip_caption_ros.engine_manifest import ONNX_FORMAT, ONNX_MANIFEST, sha256_file
+from blip_caption_ros.backends.engine_manifest import ONNX_FORMAT, ONNX_MANIFEST, sha256_file
 from blip_train.export import ExportError, ExportOptions, ParityError, export, main, token_agreement
 from blip_train.modeling import BLIP_BASE, BlipArchitecture, build_blip
 

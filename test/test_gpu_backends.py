@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from blip_caption_ros.captioner import CaptionerConfig, ModelLoadError, load_captioner
-from blip_caption_ros.decoding import start_ids
-from blip_caption_ros.tensorrt_backend import EngineBuildError, profile_shapes, require_tensorrt
-from blip_caption_ros.torch_cuda_backend import StaticCacheGenerator
+from blip_caption_ros.backends import CaptionerConfig, ModelLoadError, load_captioner
+from blip_caption_ros.backends.decoding import start_ids
+from blip_caption_ros.backends.tensorrt_backend import EngineBuildError, profile_shapes, require_tensorrt
+from blip_caption_ros.backends.torch_cuda_backend import StaticCacheGenerator
 
 CUDA = torch.cuda.is_available()
 TENSORRT = CUDA and importlib.util.find_spec("tensorrt") is not None
@@ -102,7 +102,7 @@ def test_torch_cuda_fp16_runs(tiny_blip_dir):
 def test_tensorrt_engines_caption_like_torch_and_refuse_foreign_engines(tiny_blip_dir, tmp_path):
     import json
 
-    from blip_caption_ros.tensorrt_backend import TensorRTCaptioner, build_engines
+    from blip_caption_ros.backends.tensorrt_backend import TensorRTCaptioner, build_engines
     from blip_train.export import ExportOptions, export
 
     out = tmp_path / "onnx"

@@ -14,8 +14,8 @@ import pytest
 from safetensors.torch import load_file
 from training_helpers import tiny_args
 
-from blip_caption_ros.captioner import CaptionerConfig, ModelLoadError, load_captioner
-from blip_caption_ros.model_loading import ModelFilesError, load_blip, load_processor
+from blip_caption_ros.backends import CaptionerConfig, ModelLoadError, load_captioner
+from blip_caption_ros.backends.model_loading import ModelFilesError, load_blip, load_processor
 
 
 class NetworkBlocked(OSError):

@@ -7,8 +7,8 @@ import shutil
 import numpy as np
 import pytest
 
-from blip_caption_ros.captioner import CaptionerConfig, ModelLoadError, load_captioner
-from blip_caption_ros.engine_manifest import ONNX_MANIFEST, file_hashes
+from blip_caption_ros.backends import CaptionerConfig, ModelLoadError, load_captioner
+from blip_caption_ros.backends.engine_manifest import ONNX_MANIFEST, file_hashes
 from blip_train.export import ExportOptions, export
 
 IMAGES = [np.random.default_rng(i).integers(0, 256, (48, 64, 3), dtype=np.uint8) for i in range(3)]

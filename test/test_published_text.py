@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from blip_caption_ros import bag_io
+from blip_caption_ros.backends import CaptionerConfig, load_captioner
+from blip_caption_ros.backends.caption_settings import PROMPT_FILE, model_caption_settings
+from blip_caption_ros.backends.decoding import tidy_caption
 from blip_caption_ros.caption_bag import caption_bag
-from blip_caption_ros.caption_settings import PROMPT_FILE, model_caption_settings
-from blip_caption_ros.captioner import CaptionerConfig, load_captioner
-from blip_caption_ros.decoding import tidy_caption
 from blip_train.synthetic import generate_dataset
 from blip_train.train import main as train_main
 
@@ -33,7 +33,7 @@ def checkpoint(tmp_path_factory, tiny_blip_dir):
 
 
 def test_a_checkpoint_records_its_prompt_and_a_caption_length_covering_its_training_captions(checkpoint):
-    from blip_caption_ros.model_loading import load_processor
+    from blip_caption_ros.backends.model_loading import load_processor
     from blip_train.data import load_caption_split
 
     directory, data = checkpoint
@@ -55,7 +55,7 @@ def test_node_caption_bag_and_eval_publish_the_same_strings(checkpoint, tmp_path
     from sensor_msgs.msg import Image
     from std_msgs.msg import String
 
-    from blip_caption_ros.model_loading import load_blip
+    from blip_caption_ros.backends.model_loading import load_blip
     from blip_train.data import ImageSet
     from blip_train.eval import generate_captions
 

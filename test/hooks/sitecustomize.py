@@ -49,7 +49,7 @@ def _publish_raises_once():
 
 
 def _wrap_caption(every: int = 0, die_at: int = 0):
-    from blip_caption_ros.torch_backend import TorchCaptioner
+    from blip_caption_ros.backends.torch_backend import TorchCaptioner
 
     original = TorchCaptioner.caption
     state = {"batches": 0}

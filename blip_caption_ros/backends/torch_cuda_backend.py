@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .captioner import CaptionerConfig, ModelLoadError
+from . import CaptionerConfig, ModelLoadError
 
 _DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 MAX_PROMPT_TOKENS = 16

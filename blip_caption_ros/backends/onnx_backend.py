@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .captioner import CaptionerConfig, ModelLoadError
+from . import CaptionerConfig, ModelLoadError
 from .engine_manifest import ManifestError, load_export_manifest
 from .kv_decoder import SPLIT_DECODER
 

@@ -1,4 +1,9 @@
-"""The captioner interface and the backend registry.
+"""The caption backends: the captioner interface and the registry, with one module per engine beside it.
+
+The family: torch_backend (HF eager), torch_cuda_backend (static-KV CUDA graphs), onnx_backend (ONNX Runtime),
+tensorrt_backend; and what they share: decoding (ids -> published text, greedy/beam over any step function),
+kv_decoder (the static-KV decoder graph), engine_manifest (export hashes), model_loading / model_source (weights and
+processor from a directory or the local hub cache), caption_settings (the prompt and length a checkpoint records).
 
 The node, the offline bag captioner and the benchmarks only see `Captioner.caption(images)`; which engine runs the
 model (torch, torch-cuda, ONNX Runtime, TensorRT) is a string in `CaptionerConfig.backend`, resolved through
@@ -88,10 +93,10 @@ CaptionerFactory = Callable[[CaptionerConfig], Captioner]
 
 #: backend name -> factory, or "module:attribute" of a factory imported on first use.
 BACKENDS: dict[str, CaptionerFactory | str] = {
-    "torch": "blip_caption_ros.torch_backend:TorchCaptioner",
-    "onnxruntime": "blip_caption_ros.onnx_backend:OnnxCaptioner",
-    "tensorrt": "blip_caption_ros.tensorrt_backend:TensorRTCaptioner",
-    "torch-cuda": "blip_caption_ros.torch_cuda_backend:TorchCudaCaptioner",
+    "torch": "blip_caption_ros.backends.torch_backend:TorchCaptioner",
+    "onnxruntime": "blip_caption_ros.backends.onnx_backend:OnnxCaptioner",
+    "tensorrt": "blip_caption_ros.backends.tensorrt_backend:TensorRTCaptioner",
+    "torch-cuda": "blip_caption_ros.backends.torch_cuda_backend:TorchCudaCaptioner",
 }
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .captioner import CaptionerConfig, ModelLoadError
+from . import CaptionerConfig, ModelLoadError
 from .engine_manifest import (
     ENGINE_DIR,
     ENGINE_FORMAT,
