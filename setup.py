@@ -46,7 +46,7 @@ setup(
     python_requires=">=3.10",
     entry_points={
         "console_scripts": [
-            "caption_node = blip_caption_ros.node:main",
+            "caption_node = blip_caption_ros.caption_node:main",
             "caption-bag = blip_caption_ros.caption_bag:main",
             "bag-replay = blip_caption_ros.bag_replay:main",
             "blip-train = blip_train.train:main",

@@ -27,7 +27,7 @@ def rss_mb(pid: int) -> float:
 
 def start_node(log: Path, *params: str, namespace: str = "/", threads: int = 1) -> subprocess.Popen:
     """caption_node as its own process (as `ros2 run` starts it), parameters as `name:=value` strings."""
-    cmd = [sys.executable, "-m", "blip_caption_ros.node", "--ros-args", "--params-file",
+    cmd = [sys.executable, "-m", "blip_caption_ros.caption_node", "--ros-args", "--params-file",
            str(REPO / "config" / "caption.yaml"), "-r", f"__ns:={namespace}"]
     for param in params:
         cmd += ["-p", param]

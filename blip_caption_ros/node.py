@@ -23,10 +23,6 @@ from __future__ import annotations
 import array
 import functools
 import json
-import os
-import signal
-import sys
-import threading
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -46,6 +42,7 @@ from visualization_msgs.msg import Marker
 from .backends import ModelLoadError, load_captioner
 from .backends.caption_settings import CaptionSettingsError, model_caption_settings
 from .caption_message import stamp_ns
+from .caption_node import StartInterrupted
 from .diagnostics import DiagnosticsReporter
 from .frame_slots import Frame, FrameSlots
 from .imaging import compressed_to_rgb, image_to_rgb
@@ -54,7 +51,7 @@ from .params import NodeParams, ParameterError
 from .sensors import CloudError, summarize_lidar, summarize_radar
 from .stats import SensorStats
 from .sync import SensorBuffer
-from .worker import WORKER_THREAD, CaptionResult, CaptionWorker
+from .worker import CaptionResult, CaptionWorker
 
 STARTUP_ERRORS = (ModelLoadError, ParameterError, CaptionSettingsError, InvalidParameterTypeException,
                   InvalidParameterValueException)
@@ -68,6 +65,7 @@ class WorkerDied(RuntimeError):
 
 class CaptionNode(Node):
     def __init__(self, **kwargs):
+        self.worker: CaptionWorker | None = None  # a start interrupted or failed before the worker exists
         super().__init__("caption_node", **kwargs)
         self.params = p = self._declare_parameters()
         self.captioner = load_captioner(p.captioner_config())
@@ -218,43 +216,17 @@ class CaptionNode(Node):
         return SetParametersResult(successful=True)
 
     def destroy_node(self) -> None:
-        if not self.worker.stop():
+        if self.worker is not None and not self.worker.stop():
             self.get_logger().error("the caption worker did not stop within 30 s (a hung inference?)")
         super().destroy_node()
 
 
-class _Interrupted(BaseException):
-    """Raised by the signal handler while the node is still starting (loading a model can take a while)."""
+def run(stop, args=None) -> int:
+    """Run caption_node until `stop.requested` (SIGINT/SIGTERM: 0), a startup error or a dead worker (1).
 
-
-class StopRequest:
-    """SIGINT and SIGTERM ask the main loop to stop; they never raise into the shutdown that follows.
-
-    Why not rclpy's own handlers: on SIGINT/SIGTERM they shut the rclpy context down at once, from the signal, while
-    the worker thread may be publishing ("RCLError: publisher's context is invalid"), and SIGINT then raises
-    KeyboardInterrupt wherever the main thread is (inside worker.stop()'s join, say). So the node starts rclpy with
-    `rclpy.init(signal_handler_options=SignalHandlerOptions.NO)` (rclpy.signals; Humble, Jazzy and Kilted alike),
-    handles the signals itself, stops the worker, destroys the node and only then calls `rclpy.try_shutdown()`.
-    A second signal (Ctrl-C reaches a launched node twice: from the terminal and from launch) changes nothing.
+    `stop` is caption_node.StopRequest, installed before this module (rclpy, torch) was imported; the entry point
+    ends the process with the exit code returned here.
     """
-
-    def __init__(self):
-        self.requested = False
-        self.starting = True
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, self._handle)
-
-    def _handle(self, signum, frame) -> None:
-        first = not self.requested
-        self.requested = True
-        # Abort a slow start, but never once a worker runs: the node must then be destroyed to stop it.
-        if first and self.starting and not any(t.name == WORKER_THREAD for t in threading.enumerate()):
-            raise _Interrupted
-
-
-def main(args=None) -> None:
-    """Run caption_node until SIGINT/SIGTERM (exit 0), a startup error or a dead worker (exit 1); ends the process."""
-    stop = StopRequest()
     node = None
     exit_code = 0
     try:
@@ -272,19 +244,11 @@ def main(args=None) -> None:
     except WorkerDied as exc:
         rclpy.logging.get_logger("caption_node").fatal(f"{exc}; exiting so that a supervisor restarts the node")
         exit_code = 1
-    except (_Interrupted, ExternalShutdownException):
+    except (StartInterrupted, ExternalShutdownException):
         pass
     finally:
         stop.starting = False
         if node is not None:
             node.destroy_node()  # stops the worker first
         rclpy.try_shutdown()
-    # Everything is stopped, flushed and shut down: end the process now. Interpreter finalisation (module teardown
-    # of torch/transformers) adds seconds on a loaded CPU and can still meet C++ threads of the libraries.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(exit_code)
-
-
-if __name__ == "__main__":
-    main()
+    return exit_code

@@ -127,10 +127,10 @@ def make_compressed(stamp_ns: int, frame_id: str, fmt="jpeg", width=64, height=4
 
 
 class NodeProcess:
-    """caption_node started with `python -m blip_caption_ros.node --ros-args ...`; output kept in a temp file."""
+    """caption_node started with `python -m blip_caption_ros.caption_node --ros-args ...`; output in a temp file."""
 
     def __init__(self, *ros_args: str, params_file: Path | None = CONFIG_YAML, env: dict | None = None):
-        cmd = [sys.executable, "-m", "blip_caption_ros.node", "--ros-args"]
+        cmd = [sys.executable, "-m", "blip_caption_ros.caption_node", "--ros-args"]
         if params_file is not None:
             cmd += ["--params-file", str(params_file)]
         cmd += list(ros_args)

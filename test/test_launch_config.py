@@ -39,7 +39,7 @@ def test_launch_file_declares_described_arguments_and_starts_the_console_script(
     (node,) = _calls(tree, "Node")
     keywords = {kw.arg: kw.value for kw in node.keywords}
     assert keywords["executable"].value == "caption_node"
-    assert "caption_node = blip_caption_ros.node:main" in (REPO / "setup.py").read_text()
+    assert "caption_node = blip_caption_ros.caption_node:main" in (REPO / "setup.py").read_text()
     assert "generate_launch_description" in {f.name for f in tree.body if isinstance(f, ast.FunctionDef)}
 
 

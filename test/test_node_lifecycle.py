@@ -137,7 +137,7 @@ def test_an_uncached_hub_model_fails_at_once_without_touching_the_network(tmp_pa
     env.update(HF_HOME=str(tmp_path / "hf_home"), CAPTION_TEST_FAULTS="block_network", OMP_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join([str(HOOKS), str(REPO), os.environ.get("PYTHONPATH", "")]))
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "blip_caption_ros.node", "--ros-args", "-p",
+    result = subprocess.run([sys.executable, "-m", "blip_caption_ros.caption_node", "--ros-args", "-p",
                              "model:=Salesforce/blip-image-captioning-base"], env=env, cwd=tempfile.gettempdir(),
                             capture_output=True, text=True, timeout=60)
     elapsed = time.monotonic() - started

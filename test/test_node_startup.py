@@ -33,3 +33,23 @@ def test_startup_errors_end_the_node_with_one_line(tmp_path, make_args, expected
     error_lines = [line for line in output.splitlines() if "[FATAL]" in line]
     assert len(error_lines) == 1 and expected in error_lines[0], output
     assert "Traceback" not in output, output
+
+
+@pytest.mark.parametrize("delay_s", [0.3, 1.5])
+def test_a_signal_while_the_node_is_still_importing_or_loading_ends_it_cleanly(tiny_blip_dir, delay_s):
+    """SIGINT lands during the import of rclpy/torch (0.3 s) or while the model loads: exit 0, no traceback."""
+    import signal
+    import time
+
+    node = NodeProcess("-p", f"model:={tiny_blip_dir}")
+    time.sleep(delay_s)
+    node.process.send_signal(signal.SIGINT)
+    code = node.wait(timeout=30)
+    assert code == 0, node.output()
+    assert "Traceback" not in node.output() and "KeyboardInterrupt" not in node.output(), node.output()
+
+
+def test_the_entry_point_knows_the_worker_threads_name():
+    from blip_caption_ros import caption_node, worker
+
+    assert caption_node.WORKER_THREAD == worker.WORKER_THREAD

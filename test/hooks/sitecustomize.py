@@ -9,7 +9,7 @@ names the faults in CAPTION_TEST_FAULTS (comma-separated):
     worker_dies_after=N   the torch captioner raises a BaseException on batch N, which ends the worker thread
 
 Faults patch shared classes (socket, rclpy's Publisher, the torch backend), so they reach the node even though
-`python -m blip_caption_ros.node` runs it as __main__.
+`python -m blip_caption_ros.caption_node` runs it as __main__.
 """
 
 import os
