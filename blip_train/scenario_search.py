@@ -4,8 +4,9 @@
 
 Filters combine with AND. Hits are caption rows; consecutive captions of one drive and camera that all match are
 merged into one scenario interval, printed as a table (drive, camera, time in the drive, captions, first caption).
-`--html OUT` writes a contact sheet: a thumbnail per interval, taken from the captioned bag's overlay image (or the
-camera image) at the interval's first caption, with the bag, the moment to seek to and a Foxglove layout beside it.
+`--html OUT` writes a contact sheet: per interval a strip of thumbnails of its hits (up to `--thumbnails`, spread
+over the interval), taken from the captioned bag's overlay image (or the camera image) at each caption's stamp, with
+a Foxglove link to the bag at the interval's first caption and the package's Foxglove layout beside it.
 `--where` adds raw SQL conditions on the `captions` table (see blip_train.scenario_index.COLUMNS); `--sql` runs a
 whole query and prints its rows.
 
@@ -48,6 +49,8 @@ class Interval:
     caption: str
     stamp_ns: int
     drive_duration_s: float
+    hits: tuple[tuple[int, float, str], ...] = ()
+    """(stamp_ns, time in drive, caption) of every caption in the interval, in order."""
 
 
 def parse_object(spec: str) -> str:
@@ -110,7 +113,8 @@ def search(connection, where: str, params: list) -> list[Interval]:
                    frame_index - row_number() OVER (PARTITION BY drive, camera ORDER BY frame_index) AS island
             FROM {TABLE} WHERE {where})
         SELECT drive, camera, any_value(bag), min(t_s), max(t_s), count(*), arg_min(caption, frame_index),
-               arg_min(stamp_ns, frame_index), max(drive_duration_s)
+               arg_min(stamp_ns, frame_index), max(drive_duration_s),
+               list(struct_pack(s := stamp_ns, t := t_s, c := caption) ORDER BY frame_index)
         FROM hits GROUP BY drive, camera, island ORDER BY drive, camera, min(t_s)"""
     import duckdb
 
@@ -118,7 +122,7 @@ def search(connection, where: str, params: list) -> list[Interval]:
         rows = connection.execute(query, params).fetchall()
     except duckdb.Error as exc:
         raise SearchError(f"the search failed: {exc}") from None
-    return [Interval(*row) for row in rows]
+    return [Interval(*row[:-1], hits=tuple((h["s"], h["t"], h["c"]) for h in row[-1])) for row in rows]
 
 
 def _clock(seconds: float) -> str:
@@ -138,15 +142,27 @@ def format_table(intervals: list[Interval], width: int = 70) -> str:
 # --- contact sheet --------------------------------------------------------------------------------------------------
 
 
-def thumbnails(intervals: list[Interval], width_px: int = 320) -> dict[tuple[str, str, int], bytes]:
-    """JPEG thumbnails keyed by (bag, camera, stamp): the overlay image at that stamp, else the camera image."""
+def shown_hits(interval: Interval, most: int) -> list[tuple[int, float, str]]:
+    """Up to `most` hits of an interval, evenly spread from its first to its last caption."""
+    hits = list(interval.hits) or [(interval.stamp_ns, interval.start_s, interval.caption)]
+    if len(hits) <= most:
+        return hits
+    step = (len(hits) - 1) / (most - 1) if most > 1 else 0
+    return [hits[round(i * step)] for i in range(most)]
+
+
+def thumbnails(intervals: list[Interval], width_px: int = 320, per_interval: int = 6
+               ) -> dict[tuple[str, str, int], bytes]:
+    """JPEG thumbnails keyed by (bag, camera, stamp) of the hits shown: the overlay image at that stamp, else the
+    camera image."""
     import cv2
 
     from blip_caption_ros.caption_bag import decode_image
 
     wanted: dict[str, dict[str, set[int]]] = {}
     for it in intervals:
-        wanted.setdefault(it.bag, {}).setdefault(it.camera, set()).add(it.stamp_ns)
+        stamps = wanted.setdefault(it.bag, {}).setdefault(it.camera, set())
+        stamps.update(stamp for stamp, _, _ in shown_hits(it, per_interval))
     found: dict[tuple[str, str, int], bytes] = {}
     for bag, cameras in wanted.items():
         try:
@@ -200,45 +216,50 @@ def foxglove_link(bag: str, stamp_ns: int, url_prefix: str | None) -> tuple[str,
     return mcap.as_uri(), moment
 
 
-def write_contact_sheet(out: Path, intervals: list[Interval], description: str, url_prefix: str | None = None) -> Path:
-    """OUT/index.html with a card per interval, and OUT/foxglove_layout.json (the package's caption layout)."""
+def write_contact_sheet(out: Path, intervals: list[Interval], description: str, url_prefix: str | None = None,
+                        per_interval: int = 6) -> Path:
+    """OUT/index.html with a strip of hit thumbnails per interval, and OUT/foxglove_layout.json (the package's
+    caption layout)."""
     out.mkdir(parents=True, exist_ok=True)
     layout = None
     if FOXGLOVE_LAYOUT.is_file():
         layout = out / "foxglove_layout.json"
         shutil.copyfile(FOXGLOVE_LAYOUT, layout)
-    images = thumbnails(intervals)
+    images = thumbnails(intervals, per_interval=per_interval)
     cards = []
     for it in intervals:
         link, moment = foxglove_link(it.bag, it.stamp_ns, url_prefix)
-        jpeg = images.get((it.bag, it.camera, it.stamp_ns))
-        data = base64.b64encode(jpeg).decode() if jpeg else ""
-        picture = (f'<img src="data:image/jpeg;base64,{data}" alt="{html.escape(it.caption)}">'
-                   if jpeg else '<div class="missing">no image in the bag</div>')
-        cards.append(f"""<figure>{picture}<figcaption>
-<b>{html.escape(it.drive)}</b> · {html.escape(it.camera)} · {_clock(it.start_s)}–{_clock(it.end_s)}
-({it.frames} caption{'s' if it.frames != 1 else ''}) of {_clock(it.drive_duration_s)}<br>
+        pictures = []
+        for stamp, t_s, caption in shown_hits(it, per_interval):
+            jpeg = images.get((it.bag, it.camera, stamp))
+            title = html.escape(f"{_clock(t_s)}: {caption}")
+            pictures.append(f'<img src="data:image/jpeg;base64,{base64.b64encode(jpeg).decode()}" title="{title}" '
+                            f'alt="{title}">' if jpeg else f'<div class="missing" title="{title}">no image</div>')
+        more = (f" (showing {len(pictures)} of {it.frames})" if len(pictures) < it.frames else "")
+        cards.append(f"""<section><div class="strip">{"".join(pictures)}</div>
+<p><b>{html.escape(it.drive)}</b> · {html.escape(it.camera)} · {_clock(it.start_s)}–{_clock(it.end_s)} of
+{_clock(it.drive_duration_s)}, {it.frames} caption{'s' if it.frames != 1 else ''}{more}<br>
 <q>{html.escape(it.caption)}</q><br>
-<a href="{html.escape(link)}">open in Foxglove</a> at <code>{moment}</code> (stamp {it.stamp_ns})
-</figcaption></figure>""")
+<a href="{html.escape(link)}">open in Foxglove</a> at <code>{moment}</code> (stamp {it.stamp_ns} ns)</p>
+</section>""")
     layout_note = (f'Foxglove layout: <a href="{layout.name}">{layout.name}</a> (Layouts → Import from file).'
                    if layout else "")
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Scenario search</title>
 <style>
 body {{ font-family: sans-serif; margin: 1.5em; }}
-.grid {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(340px, 1fr)); gap: 14px; }}
-figure {{ margin: 0; border: 1px solid #ccc; border-radius: 6px; padding: 8px; background: #fafafa; }}
-img {{ width: 100%; border-radius: 4px; }}
-.missing {{ height: 180px; background: #ddd; display: flex; align-items: center; justify-content: center; }}
-figcaption {{ font-size: 13px; line-height: 1.45; margin-top: 6px; }}
+section {{ border: 1px solid #ccc; border-radius: 6px; padding: 8px; margin-bottom: 14px; background: #fafafa; }}
+.strip {{ display: flex; gap: 6px; overflow-x: auto; }}
+.strip img {{ width: 240px; border-radius: 4px; }}
+.missing {{ width: 240px; height: 135px; background: #ddd; display: flex; align-items: center;
+            justify-content: center; }}
+section p {{ font-size: 13px; line-height: 1.45; margin: 6px 0 0; }}
 </style></head><body>
 <h1>Scenario search</h1>
 <p>{html.escape(description)}: {len(intervals)} interval(s), {sum(i.frames for i in intervals)} caption(s).
 {layout_note}</p>
-<div class="grid">
 {chr(10).join(cards)}
-</div></body></html>
+</body></html>
 """
     index = out / "index.html"
     index.write_text(page, encoding="utf-8")
@@ -268,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sql", help="run this query instead of the filters and print its rows")
     parser.add_argument("--limit", type=int, default=50, help="intervals to print and show (default 50; 0: all)")
     parser.add_argument("--html", type=Path, metavar="OUT", help="write a contact sheet to OUT/index.html")
+    parser.add_argument("--thumbnails", type=int, default=6,
+                        help="thumbnails per interval on the contact sheet, spread over its hits (default 6)")
     parser.add_argument("--url-prefix", help="HTTP(S) URL under which the captioned bags' folder is served, for "
                         "Foxglove deep links (default: links to the local files)")
     return parser
@@ -305,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(intervals)} interval(s), {sum(i.frames for i in intervals)} caption(s) match"
           f"{f'; showing {len(shown)}' if len(shown) < len(intervals) else ''}", file=sys.stderr)
     if args.html:
-        index = write_contact_sheet(args.html, shown, f"caption-search {flags}", args.url_prefix)
+        index = write_contact_sheet(args.html, shown, f"caption-search {flags}", args.url_prefix,
+                                    max(1, args.thumbnails))
         print(f"contact sheet: {index}", file=sys.stderr)
     return 0
 

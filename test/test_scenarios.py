@@ -166,7 +166,7 @@ def test_search_cli_prints_intervals_and_writes_a_contact_sheet(captioned, tmp_p
     assert lines[1].split()[:3] == ["rainy_night", "front", "0:02.0-0:04.0"]
     assert "2 interval(s), 5 caption(s) match" in err
     page = (tmp_path / "sheet" / "index.html").read_text()
-    assert page.count('<img src="data:image/jpeg;base64,') == 2
+    assert page.count('<img src="data:image/jpeg;base64,') == 5  # a thumbnail per hit
     assert page.count("open in Foxglove") == 2 and (tmp_path / "sheet" / "foxglove_layout.json").is_file()
     assert scenario_search.main(["--db", str(db), "--sql", "SELECT drive, count(*) AS n FROM captions "
                                  "GROUP BY drive ORDER BY drive"]) == 0
