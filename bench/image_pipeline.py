@@ -95,7 +95,7 @@ def main() -> int:
         def cv2_path():
             for start in range(0, len(paths), args.batch):
                 batch = np.stack([read_image(p, size) for p in paths[start:start + args.batch]])
-                spec.normalise(torch.from_numpy(batch))
+                spec.normalise(batch)
 
         def cv2_decode_only():
             for path in paths:
@@ -110,7 +110,7 @@ def main() -> int:
         def memmap_path():
             for start in range(0, len(paths), args.batch):
                 batch = np.stack([cached[i] for i in range(start, min(start + args.batch, len(paths)))])
-                spec.normalise(torch.from_numpy(batch))
+                spec.normalise(batch)
 
         results["memmap cache + normalise"] = rate(memmap_path, len(paths), args.passes)
 

@@ -3,9 +3,10 @@
 Frames come from `bdd100k.load_frames` (`cityscapes.load_cityscapes`), captions from `captions.caption_frame`;
 `blip_train.splits` loads the splits a DataConfig names, `blip_train.bddx_mixing` adds BDD-X sentences and
 `blip_train.balanced_sampling` draws rare attribute combinations more often. Images are decoded with OpenCV and
-resized once to the model's input size (area interpolation, like PIL's antialiased resize in BlipImageProcessor),
-then kept in a uint8 memmap cache keyed by the file list, the files' sizes and mtimes, and the size. Normalisation
-(processor mean/std) happens per batch in the collator, so the processor never sees 1280x720 frames in the loop.
+resized once to the model's input size by blip_caption_ros.backends.pixels (the transform every backend applies to
+a camera frame, so evaluation scores what the vehicle publishes), then kept in a uint8 memmap cache keyed by the
+file list, the files' sizes and mtimes, and the size. Normalisation (processor mean/std, the same module) happens
+per batch in the collator, so the processor never sees 1280x720 frames in the loop.
 
 Missing or undecodable images raise `ImageReadError` naming the file; with `max_bad_image_fraction > 0` they are
 skipped, counted and reported instead, up to that share of the split.
@@ -26,13 +27,14 @@ import cv2
 import numpy as np
 import torch
 
+from blip_caption_ros.backends.pixels import ImageSpec, resize_rgb
 from blip_caption_ros.progress import progress_bar
 from blip_train import cityscapes
 from blip_train.attribute_filter import describe_only, matches_only
 from blip_train.bdd100k import FrameRecord, LabelFormatError, LoadReport, find_label_file, image_path, load_frames
 from blip_train.captions import caption_frame
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 class DataError(ValueError):
@@ -49,25 +51,18 @@ def default_cache_dir() -> Path:
 
 
 def read_image(path: str | Path, size: tuple[int, int]) -> np.ndarray:
-    """RGB uint8 array of shape (height, width, 3), resized from the file at `path`."""
+    """RGB uint8 array of shape (height, width, 3), resized from the file at `path`.
+
+    Decoded at full size and resized by pixels.resize_rgb, exactly as the vehicle resizes a camera frame (JPEG's
+    reduced-size decoding would be faster for small models but gives other pixels).
+    """
     path = Path(path)
-    height, width = size
-    # JPEG can decode at 1/2, 1/4, 1/8 scale directly: much faster when the model input is small.
-    flag = cv2.IMREAD_COLOR
-    for factor, reduced in ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
-                            (2, cv2.IMREAD_REDUCED_COLOR_2)):
-        if 720 // factor >= height and 1280 // factor >= width:
-            flag = reduced
-            break
-    image = cv2.imread(str(path), flag)
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         if not path.is_file():
             raise ImageReadError(f"{path}: image not found")
         raise ImageReadError(f"{path}: cannot decode image (corrupt, truncated or not an image)")
-    if flag != cv2.IMREAD_COLOR and (image.shape[0] < height or image.shape[1] < width):
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)  # an unusually small frame: decode at full size
-    image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return resize_rgb(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), size)
 
 
 @dataclass
@@ -316,35 +311,6 @@ def prepare_images(
 # --- batches --------------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ImageSpec:
-    """What the processor would do to pixels: size, rescale factor and mean/std."""
-
-    size: tuple[int, int]
-    rescale: float
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-
-    @classmethod
-    def from_processor(cls, processor) -> ImageSpec:
-        image_processor = processor.image_processor
-        size = image_processor.size
-        height, width = (size["height"], size["width"]) if "height" in size else (size["shortest_edge"],) * 2
-        rescale = image_processor.rescale_factor if image_processor.do_rescale else 1.0
-        if image_processor.do_normalize:
-            mean, std = tuple(image_processor.image_mean), tuple(image_processor.image_std)
-        else:
-            mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
-        return cls((int(height), int(width)), float(rescale), mean, std)
-
-    def normalise(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 (B, H, W, 3) -> float (B, 3, H, W) as the processor's pixel_values."""
-        pixels = images.permute(0, 3, 1, 2).float() * self.rescale
-        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
-        std = torch.tensor(self.std).view(1, 3, 1, 1)
-        return (pixels - mean) / std
-
-
 class CaptionDataset(torch.utils.data.Dataset):
     """Items: {"image": uint8 HxWx3 tensor, "caption": str, "index": int}."""
 
@@ -392,7 +358,8 @@ class CaptionCollator:
                 raise ValueError(f"the prompt {prompt!r} fills all {max_length} tokens of max_text_length")
 
     def __call__(self, items: Sequence[dict]) -> dict[str, torch.Tensor]:
-        batch = {"pixel_values": self.spec.normalise(torch.stack([item["image"] for item in items]))}
+        images = np.stack([item["image"].numpy() for item in items])
+        batch = {"pixel_values": torch.from_numpy(self.spec.normalise(images))}
         if not self.with_text:
             batch["index"] = torch.tensor([item["index"] for item in items])
             return batch
