@@ -28,7 +28,9 @@ from blip_train.attributes import ATTRIBUTE_KEYS, detect_attribute, object_menti
 
 TABLE = "captions"
 #: Column name -> DuckDB type. `object_tags` holds, per mentioned class C: C, C:REGION for each region, C:near or
-#: C:far, and C:REGION:near / C:REGION:far, so `--object pedestrian:left:near` is one list lookup.
+#: C:far, and C:REGION:near / C:REGION:far, so `--object pedestrian:left:near` is one list lookup. A caption states
+#: near/far per class, not per region ("two pedestrians, one on the left and one ahead, one of them close by"), so
+#: C:REGION:near means "C on the left, and some C close by".
 COLUMNS: dict[str, str] = {
     "drive": "VARCHAR",
     "bag": "VARCHAR",
