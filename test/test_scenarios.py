@@ -116,6 +116,12 @@ def test_condition_filters_return_exactly_the_scripted_intervals(captioned):
     assert _search(db, "--light", "green") == [("clear_day", 0.0, 1.0, 2)]
     assert _search(db, "--text", "traffic light") == [("clear_day", 0.0, 1.0, 2), ("rainy_night", 5.0, 5.0, 1)]
     assert _search(db, "--weather", "snowy") == []
+    where, params = scenario_search.build_filter(scenario_search.build_parser().parse_args(
+        ["--db", str(db), "--object", "pedestrian:far"]))
+    (interval,) = scenario_search.search(scenario_index.connect(db, read_only=True), where, params)
+    assert [(t, caption) for _, t, caption in interval.hits] == [(6.0, DRIVES["rainy_night"][1][6]),
+                                                                  (7.0, DRIVES["rainy_night"][1][7])]
+    assert interval.hits[1][0] - interval.hits[0][0] == 1_000_000_000 and interval.stamp_ns == interval.hits[0][0]
     assert _search(db, "--where", "frame_index >= 6") == [("rainy_night", 6.0, 7.0, 2)]
     for flags, words in ((("--object", "car"), ("car",)), (("--text", "In The Distance"), ("in the distance",))):
         assert _search(db, *flags) == _expected(outputs, _says(*words)), flags
