@@ -100,6 +100,8 @@ def find_bags(inputs: list[str]) -> list[Path]:
         if not matches:
             raise FleetError(f"{item}: matches no file or directory")
         for path in matches:
+            if glob.has_magic(item) and path.name.endswith(".partial"):
+                continue  # an output being written (or left by a killed run), not a finished bag
             if not path.exists():
                 raise FleetError(f"{path}: no such file or directory")
             if _is_bag(path):
