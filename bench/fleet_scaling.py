@@ -17,6 +17,8 @@ MCAP writing stay on each worker's CPU, so a real cluster needs about one core p
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -48,7 +50,8 @@ def ray_run(drives, model: Path, out: Path, workers: int, rate: float) -> dict:
 
 
 def process_run(drives, model: Path, out: Path, workers: int, rate: float) -> dict:
-    """The same bags over `workers` plain caption-bag processes (each loads the model once per bag)."""
+    """The same bags over `workers` plain processes, each calling caption-bag's main per bag (as a shell loop over
+    caption-bag would: the model is loaded once per bag)."""
     out.mkdir(parents=True)
     groups = [drives[i::workers] for i in range(workers)]
     script = ("import sys; from blip_caption_ros.caption_bag import main\n"
@@ -56,7 +59,8 @@ def process_run(drives, model: Path, out: Path, workers: int, rate: float) -> di
               "    assert main([bag, '--out', sys.argv[1] + '/' + bag.rsplit('/', 1)[-1], '--model', "
               f"'{model}', '--max-new-tokens', '12', '--rate', '{rate}']) == 0\n")
     start = time.perf_counter()
-    jobs = [subprocess.Popen([sys.executable, "-c", script, str(out), *map(str, group)],
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one thread per worker, as each Ray actor gets
+    jobs = [subprocess.Popen([sys.executable, "-c", script, str(out), *map(str, group)], env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for group in groups]
     codes = [job.wait() for job in jobs]
     assert codes == [0] * workers, codes
@@ -76,6 +80,13 @@ def main() -> None:
     parser.add_argument("--gpus", type=int, nargs="*", default=[8, 64], help="N for the extrapolation")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="fleet-bench-"))
+    try:
+        run_all(args, root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def run_all(args: argparse.Namespace, root: Path) -> None:
     model = root / "model"
     build_blip(caption_vocabulary(), model, arch=TINY)
     drives = []
