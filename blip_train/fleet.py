@@ -130,22 +130,35 @@ def plan_drives(bags: list[Path], out_dir: Path) -> list[Drive]:
 
 
 class CaptionActor:
-    """A Ray actor: loads one captioner once and captions the bags it is given with caption_bag."""
+    """A Ray actor: loads one captioner once and captions the bags it is given with caption_bag.
+
+    Errors come back as results naming their cause: this package's exceptions carry extra constructor arguments
+    that Ray cannot rebuild on the driver, and a model that does not load must stop the run, not be retried per bag.
+    """
 
     def __init__(self, config: CaptionerConfig, options: dict, threads: int):
         import torch
 
-        from blip_caption_ros.backends import load_captioner
+        from blip_caption_ros.backends import ModelLoadError, load_captioner
 
         torch.set_num_threads(threads)
-        self.captioner = load_captioner(config)
         self.options = options
+        self.captioner, self.load_error = None, None
+        try:
+            self.captioner = load_captioner(config)
+        except (ModelLoadError, CaptionSettingsError, ValueError, OSError) as exc:
+            self.load_error = f"{type(exc).__name__}: {exc}"
 
     def caption(self, bag: str, out: str) -> dict:
         from blip_caption_ros.caption_bag import caption_bag
 
+        if self.load_error:
+            return {"load_error": self.load_error}
         start = time.perf_counter()
-        stats = caption_bag(Path(bag), Path(out), self.captioner, **self.options)
+        try:
+            stats = caption_bag(Path(bag), Path(out), self.captioner, **self.options)
+        except Exception as exc:  # reported with its reason by the driver, then retried or counted as failed
+            return {"error": f"{type(exc).__name__}: {exc}"}
         return {"frames": sum(stats.captioned.values()), "bad_inputs": sum(stats.bad_inputs.values()),
                 "failed_frames": sum(stats.failed.values()), "seconds": time.perf_counter() - start}
 
@@ -203,21 +216,22 @@ def caption_fleet(drives: list[Drive], config: CaptionerConfig, options: dict, *
             try:
                 counts = ray.get(ref)
             except RayActorError as exc:  # the worker process died (out of memory, killed): replace it
-                if "creation task" in str(exc):  # its __init__ failed: the model does not load on a worker
-                    raise FleetError(f"a worker could not load the model: {_reason(exc)}") from None
                 actors[index] = new_actor()
                 _retry_or_fail(result, _reason(exc), retries, queue, summary, drives_bar)
-            except ray.exceptions.RayTaskError as exc:
-                if _is_load_failure(exc):  # the model did not load: every bag would fail the same way
-                    raise FleetError(f"worker could not load the model: {_reason(exc)}") from None
+            except ray.exceptions.RayError as exc:  # the task could not run or return
                 _retry_or_fail(result, _reason(exc), retries, queue, summary, drives_bar)
             else:
-                result.frames, result.bad_inputs = counts["frames"], counts["bad_inputs"]
-                result.failed_frames, result.seconds = counts["failed_frames"], counts["seconds"]
-                summary.done.append(result)
-                drives_bar.update(1)
-                frames_bar.update(result.frames)
-                frames_bar.set_postfix_str(f"{frames_bar.n / (time.perf_counter() - start):.2f} frames/s")
+                if "load_error" in counts:  # every bag would fail the same way
+                    raise FleetError(f"a worker could not load the model: {counts['load_error']}")
+                if "error" in counts:
+                    _retry_or_fail(result, counts["error"], retries, queue, summary, drives_bar)
+                else:
+                    result.frames, result.bad_inputs = counts["frames"], counts["bad_inputs"]
+                    result.failed_frames, result.seconds = counts["failed_frames"], counts["seconds"]
+                    summary.done.append(result)
+                    drives_bar.update(1)
+                    frames_bar.update(result.frames)
+                    frames_bar.set_postfix_str(f"{frames_bar.n / (time.perf_counter() - start):.2f} frames/s")
             if queue:
                 submit(index)
     finally:
@@ -227,12 +241,6 @@ def caption_fleet(drives: list[Drive], config: CaptionerConfig, options: dict, *
             ray.kill(actor)
     summary.seconds = time.perf_counter() - start
     return summary
-
-
-def _is_load_failure(error: BaseException) -> bool:
-    from blip_caption_ros.backends import ModelLoadError
-
-    return isinstance(getattr(error, "cause", None), ModelLoadError | CaptionSettingsError)
 
 
 def _retry_or_fail(result: DriveResult, reason: str, retries: int, queue: list, summary: FleetSummary,
