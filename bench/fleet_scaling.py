@@ -7,9 +7,11 @@ captioning time inside the workers. As a baseline without Ray, the same bags are
 `python -m blip_caption_ros.caption_bag` processes per round.
 
 What is measured: frames/s on this CPU machine (2 cores shared with other work: figures are noisy; medians and
-ranges are printed). What is extrapolated: the N-GPU figure assumes each worker owns a GPU, that the per-worker rate
-stays what one worker reaches here, scaled by the 2-worker efficiency measured here; bag reading, JPEG decoding and
-MCAP writing stay on each worker's CPU, so a real cluster needs about one core per GPU worker for them.
+ranges are printed), over the whole run (actor start and model load included) and per worker while captioning. What
+is extrapolated: N workers, each as fast as one worker here, with no contention (workers share nothing but the
+bag storage), and the same with the contention measured here; on GPUs, one GPU's per-worker rate replaces this
+machine's. Bag reading, JPEG decoding and MCAP writing stay on each worker's CPU, so a cluster needs about one core
+per GPU worker for them.
 
     python bench/fleet_scaling.py [--drives 6] [--seconds 4] [--repeats 2]
 """
@@ -105,25 +107,21 @@ def run_all(args: argparse.Namespace, root: Path) -> None:
             print(f"round {round_}: {workers} plain process(es): {run['wall_s']:.1f} s", flush=True)
     frames = results["ray1"][0]["frames"]
     rate = {key: [frames / r["wall_s"] for r in runs] for key, runs in results.items()}
-    per_worker_busy = [r["frames"] / r["busy_s"] for r in results["ray1"]]
+    busy = {key: [r["frames"] / r["busy_s"] for r in results[key]] for key in ("ray1", "ray2")}  # per worker
     print(f"\n{args.drives} drives x {args.seconds:g} s at {args.rate:g} Hz = {frames} frames, 640x360, tiny model; "
           f"machine shared (median, range over {args.repeats} rounds)")
-    print(f"{'variant':<26}{'frames/s':>22}{'ray.init s':>22}")
+    print(f"{'variant':<20}{'frames/s (wall)':>22}{'per worker busy':>22}{'ray.init s':>22}")
     for key, label in (("ray1", "Ray, 1 worker"), ("ray2", "Ray, 2 workers"), ("proc1", "1 plain process"),
                        ("proc2", "2 plain processes")):
+        worker = _stats(busy[key]) if key in busy else ""
         startup = _stats([r["startup_s"] for r in results[key]]) if key.startswith("ray") else ""
-        print(f"{label:<26}{_stats(rate[key]):>22}{startup:>22}")
-    speedup_ray = statistics.median(rate["ray2"]) / statistics.median(rate["ray1"])
-    speedup_proc = statistics.median(rate["proc2"]) / statistics.median(rate["proc1"])
-    print(f"2-worker speed-up: Ray {speedup_ray:.2f}x, plain processes {speedup_proc:.2f}x (measured)")
-    efficiency = speedup_ray / 2
-    busy = statistics.median(per_worker_busy)
-    print(f"one worker while captioning: {busy:.2f} frames/s (measured, actor start excluded)")
+        print(f"{label:<20}{_stats(rate[key]):>22}{worker:>22}{startup:>22}")
+    median = statistics.median
+    print(f"2-worker speed-up (wall, actor start included): Ray {median(rate['ray2']) / median(rate['ray1']):.2f}x, "
+          f"plain processes {median(rate['proc2']) / median(rate['proc1']):.2f}x (measured)")
+    r1, efficiency = median(busy["ray1"]), median(busy["ray2"]) / median(busy["ray1"])
+    print(f"per-worker captioning rate with 2 workers / with 1: {efficiency:.2f} (measured; 1.0 = no contention)")
     for n in args.gpus:
-        print(f"extrapolated, {n} GPU workers: ~{n * busy * efficiency:.0f} frames/s of this model "
-              f"(= {n} x {busy:.2f} x efficiency {efficiency:.2f}; assumes one free core per worker and storage "
-              "that keeps up)")
-
-
-if __name__ == "__main__":
-    main()
+        print(f"extrapolated, {n} uncontended workers: ~{n * r1:.0f} frames/s (N x {r1:.2f}, this tiny model on one "
+              f"core each); at this machine's contention ({efficiency:.2f}): ~{n * r1 * efficiency:.0f} frames/s; "
+              "plus the one-off ray.init and actor start. On GPUs, replace the per-worker rate by one GPU's.")
