@@ -125,3 +125,7 @@ def run_all(args: argparse.Namespace, root: Path) -> None:
         print(f"extrapolated, {n} uncontended workers: ~{n * r1:.0f} frames/s (N x {r1:.2f}, this tiny model on one "
               f"core each); at this machine's contention ({efficiency:.2f}): ~{n * r1 * efficiency:.0f} frames/s; "
               "plus the one-off ray.init and actor start. On GPUs, replace the per-worker rate by one GPU's.")
+
+
+if __name__ == "__main__":
+    main()
