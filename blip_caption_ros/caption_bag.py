@@ -40,6 +40,7 @@ from .backends.caption_settings import CaptionSettingsError, model_caption_setti
 from .frame_slots import Frame, FrameSlots
 from .imaging import compressed_to_rgb, image_to_rgb
 from .overlay import draw_caption
+from .progress import progress_bar
 from .sensors import (
     DEFAULT_LIDAR,
     DEFAULT_RADAR,
@@ -122,8 +123,8 @@ class BagCaptioner:
                                max_sensor_offset_ms=self.max_sensor_offset_ms)
         last_captioned: dict[str, int] = {}
         pending: list[Frame] = []
-        for message in tqdm(reader.messages(), total=reader.message_count, desc="captioning bag", unit="msg",
-                            disable=not self.progress):
+        for message in progress_bar(reader.messages(), total=reader.message_count, desc="captioning bag", unit="msg",
+                                    disable=not self.progress):
             writer.write_raw(message.topic, message.msgtype, message.time_ns, message.raw)
             ready = [f for f in pending if message.time_ns - f.stamp_ns > self.max_offset_ns]
             if ready:

@@ -27,6 +27,7 @@ from tqdm import tqdm
 from blip_caption_ros.backends import CaptionerConfig
 from blip_caption_ros.backends.caption_settings import CaptionSettingsError
 from blip_caption_ros.caption_bag import add_caption_arguments, caption_options, captioner_config
+from blip_caption_ros.progress import progress_bar
 
 BAG_SUFFIXES = (".mcap", ".db3", ".bag")
 
@@ -198,8 +199,8 @@ def caption_fleet(drives: list[Drive], config: CaptionerConfig, options: dict, *
     queue = [DriveResult(drive) for drive in todo]
     running: dict = {}  # object ref -> (actor index, result)
     start = time.perf_counter()
-    drives_bar = tqdm(total=len(todo), desc="drives", unit="drive", disable=not progress, position=0)
-    frames_bar = tqdm(desc="frames", unit="frame", disable=not progress, position=1)
+    drives_bar = progress_bar(total=len(todo), desc="drives", unit="drive", disable=not progress, position=0)
+    frames_bar = progress_bar(desc="frames", unit="frame", disable=not progress, position=1)
 
     def submit(index: int) -> None:
         result = queue.pop(0)
