@@ -17,7 +17,6 @@ and renamed only when every check passed, so a failed export leaves nothing that
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from blip_caption_ros.backends.engine_manifest import (
     ENGINE_DIR,
     ONNX_FORMAT,
     ONNX_MANIFEST,
+    PROCESSOR_FILES,
     file_hashes,
     load_export_manifest,
     write_json_atomic,
@@ -55,9 +55,6 @@ from blip_caption_ros.backends.kv_decoder import (
 OPSET = 18
 #: Graph files of an export directory ("decoder.split.onnx" keeps the "decoder" stem TensorRT's manifest expects).
 GRAPH_FILES = {"vision": "vision.onnx", "decoder": "decoder.onnx", SPLIT_DECODER: "decoder.split.onnx"}
-#: Processor / tokenizer files copied next to the graphs (whichever the checkpoint has).
-PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json", "tokenizer.json", "tokenizer_config.json",
-                   "special_tokens_map.json", "vocab.txt", "config.json", "generation_config.json", PROMPT_FILE)
 #: Generation settings the ONNX/TensorRT decoding loop does not implement; an export refuses checkpoints using them.
 UNSUPPORTED_GENERATION = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "bad_words_ids": None,
                           "forced_bos_token_id": None, "forced_eos_token_id": None, "suppress_tokens": None,
@@ -160,7 +157,6 @@ def export_graphs(model, out_dir: Path) -> dict:
     pixels = torch.randn(2, 3, image_size, image_size)
     with torch.no_grad():
         cross_kv = vision(pixels)
-    tokens = cross_kv.shape[4]
     ids = torch.tensor([[model.config.text_config.bos_token_id, 5, 6], [model.config.text_config.bos_token_id, 7, 8]])
     decoder_args = (ids, torch.arange(2, 5).expand(2, 3).contiguous(), torch.ones(2, 2, dtype=torch.long),
                     torch.randn(cache_shape(model, 2, 2)) * 0.1, cross_kv)
@@ -193,7 +189,6 @@ def export_graphs(model, out_dir: Path) -> dict:
                          "dynamic_axes": spec["axes"], "export_s": round(time.monotonic() - started, 1)}
         print(f"exported {path.name} ({path.stat().st_size / 1e6:.0f} MB) in {section[name]['export_s']} s",
               file=sys.stderr)
-    section["cross_kv_shape"] = ["layers", 2, "batch", "heads", tokens, "head_dim"]
     return section
 
 
@@ -403,18 +398,20 @@ def _model_section(model, checkpoint: str) -> dict:
             "max_position_embeddings": text.max_position_embeddings}
 
 
-def write_manifest(out_dir: Path, graphs: dict, model, checkpoint: str, parity: dict, variant: str,
-                   extra: dict | None = None) -> dict:
+def write_manifest(out_dir: Path, graphs: dict, processor_files: list[str], model, checkpoint: str, parity: dict,
+                   variant: str) -> dict:
+    """The export's manifest (engine_manifest's schema): graphs, the processor files, shapes, and every file's hash."""
     text = model.config.text_config
+    model_section = _model_section(model, checkpoint)
     manifest = {
         "format": ONNX_FORMAT, "variant": variant, "exact": variant == "fp32", "opset": OPSET,
-        "graphs": graphs, "model": _model_section(model, checkpoint),
+        "graphs": graphs, "processor_files": sorted(processor_files), "model": model_section,
+        "shapes": {"cross_kv": ["layers", 2, "batch", "heads", model_section["image_tokens"], "head_dim"]},
         "tokens": {"bos": text.bos_token_id, "sep": text.sep_token_id, "eos": text.sep_token_id,
                    "pad": text.pad_token_id},
         "versions": _versions(), "parity": parity,
         "caption": _caption_section(checkpoint),
         "files": file_hashes(out_dir, [p.name for p in out_dir.iterdir() if p.is_file() and p.name != ONNX_MANIFEST]),
-        **(extra or {}),
     }
     write_json_atomic(out_dir / ONNX_MANIFEST, manifest)
     return manifest
@@ -428,28 +425,30 @@ def _caption_section(checkpoint: str) -> dict:
     return {name: getattr(settings, name) for name in SETTINGS} | {"recorded": recorded}
 
 
-def _copy_processor_files(checkpoint: str, out_dir: Path) -> None:
-    for name in PROCESSOR_FILES:
-        if (Path(checkpoint) / name).is_file():
-            shutil.copy2(Path(checkpoint) / name, out_dir / name)
+def _copy_processor_files(checkpoint: str, out_dir: Path) -> list[str]:
+    """Copies whichever processor files the checkpoint has next to the graphs; returns their names."""
+    copied = [name for name in PROCESSOR_FILES if (Path(checkpoint) / name).is_file()]
+    for name in copied:
+        shutil.copy2(Path(checkpoint) / name, out_dir / name)
+    return copied
 
 
-def quantize_int8(model, processor, fp32_dir: Path, out_dir: Path, checkpoint: str, images, max_new_tokens: int,
-                  atol: float) -> dict:
+def quantize_int8(model, processor, fp32_dir: Path, out_dir: Path, checkpoint: str, images,
+                  max_new_tokens: int) -> dict:
     """Dynamic int8 (weights int8, activations quantised on the fly) of both graphs; approximate, so parity is
     measured (token agreement with generate) rather than required."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     out_dir.mkdir()
-    graphs = json.loads((fp32_dir / ONNX_MANIFEST).read_text())["graphs"]
-    for graph in (g for g in graphs.values() if isinstance(g, dict)):  # vision, decoder, split-cross decoder
+    graphs = load_export_manifest(fp32_dir, verify=False)["graphs"]
+    for graph in graphs.values():  # vision, decoder, split-cross decoder
         quantize_dynamic(fp32_dir / graph["file"], out_dir / graph["file"], weight_type=QuantType.QInt8,
                          per_channel=True, extra_options={"MatMulConstBOnly": True})
-    _copy_processor_files(checkpoint, out_dir)
-    write_manifest(out_dir, graphs, model, checkpoint, {}, variant="int8-dynamic")  # the runner reads it
+    processor_files = _copy_processor_files(checkpoint, out_dir)
+    write_manifest(out_dir, graphs, processor_files, model, checkpoint, {}, variant="int8-dynamic")  # runner reads it
     parity = {"greedy_ids": validate_greedy_ids(model, processor, out_dir, images, max_new_tokens, exact=False),
               "atol": None}
-    return write_manifest(out_dir, graphs, model, checkpoint, parity, variant="int8-dynamic")
+    return write_manifest(out_dir, graphs, processor_files, model, checkpoint, parity, variant="int8-dynamic")
 
 
 def export(options: ExportOptions) -> dict:
@@ -464,14 +463,15 @@ def export(options: ExportOptions) -> dict:
     try:
         graphs = export_graphs(model, staging)
         graphs[SPLIT_DECODER] = derive_split_decoder(staging, model, graphs["decoder"])
-        _copy_processor_files(options.checkpoint, staging)
+        processor_files = _copy_processor_files(options.checkpoint, staging)
         parity = {"atol": options.atol, "outputs": validate_outputs(model, staging, options.atol)}
-        write_manifest(staging, graphs, model, options.checkpoint, parity, variant="fp32")  # the runner reads it
+        # a first manifest, for the runner of validate_greedy_ids
+        write_manifest(staging, graphs, processor_files, model, options.checkpoint, parity, variant="fp32")
         parity["greedy_ids"] = validate_greedy_ids(model, processor, staging, images, options.max_new_tokens)
-        manifest = write_manifest(staging, graphs, model, options.checkpoint, parity, variant="fp32")
+        manifest = write_manifest(staging, graphs, processor_files, model, options.checkpoint, parity, variant="fp32")
         if options.int8:
             quantize_int8(model, processor, staging, staging / "int8", options.checkpoint, images,
-                          options.max_new_tokens, options.atol)
+                          options.max_new_tokens)
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)

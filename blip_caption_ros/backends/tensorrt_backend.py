@@ -36,12 +36,17 @@ from .engine_manifest import (
     file_hashes,
     load_export_manifest,
     read_manifest,
+    require_hashed,
     verify_files,
     write_json_atomic,
 )
 
 DEFAULT_MAX_BATCH = 6
 DEFAULT_MAX_PROMPT_TOKENS = 16
+
+
+#: engine -> its plan file in the engine directory
+ENGINE_FILES = {"vision": "vision.plan", "decoder": "decoder.plan"}
 
 
 class EngineBuildError(RuntimeError):
@@ -72,6 +77,14 @@ def runtime_info(device: int = 0) -> dict:
     major, minor = torch.cuda.get_device_capability(device)
     return {"tensorrt_version": trt.__version__, "gpu_name": torch.cuda.get_device_name(device),
             "compute_capability": f"{major}.{minor}"}
+
+
+def read_engine_manifest(engine_dir: Path) -> dict:
+    """The engine directory's manifest, refused unless it hashes both plan files (the files this backend opens)."""
+    path = Path(engine_dir) / ENGINE_MANIFEST
+    manifest = read_manifest(path, ENGINE_FORMAT)
+    require_hashed(manifest, ENGINE_FILES.values(), path)
+    return manifest
 
 
 def profile_shapes(onnx_manifest: dict, max_batch: int, max_prompt_tokens: int, max_new_tokens: int) -> dict:
@@ -138,17 +151,16 @@ def build_engines(export_dir, precision: str = "fp16", max_batch: int = DEFAULT_
             serialized = builder.build_serialized_network(network, config)
             if serialized is None:
                 raise EngineBuildError(f"TensorRT failed to build the {name} engine (see the log above)")
-            (staging / f"{name}.plan").write_bytes(bytes(serialized))
+            (staging / ENGINE_FILES[name]).write_bytes(bytes(serialized))
             timings[name] = round(time.monotonic() - started, 1)
-        onnx_files = {graph["file"] for key, graph in onnx_manifest["graphs"].items() if isinstance(graph, dict)}
-        processor_files = sorted(set(onnx_manifest["files"]) - {f for f in onnx_manifest["files"]
-                                                                 if f.split(".")[0] in ("vision", "decoder")})
+        onnx_files = {graph["file"] for graph in onnx_manifest["graphs"].values()}
+        processor_files = onnx_manifest["processor_files"]
         manifest = {
             "format": ENGINE_FORMAT, "precision": precision, "built_with": runtime_info(),
             "onnx_sha256": {f: onnx_manifest["files"][f] for f in sorted(onnx_files)},
             "processor_files": {f: onnx_manifest["files"][f] for f in processor_files},
             "profiles": shapes, "tokens": onnx_manifest["tokens"], "model": onnx_manifest["model"],
-            "build_s": timings, "files": file_hashes(staging, ["vision.plan", "decoder.plan"]),
+            "build_s": timings, "files": file_hashes(staging, ENGINE_FILES.values()),
         }
         write_json_atomic(staging / ENGINE_MANIFEST, manifest)
         target = export_dir / ENGINE_DIR
@@ -168,9 +180,9 @@ class TensorRTCaptioner:
         self.config = config
         self.model_name = config.model
         export_dir = Path(config.model)
-        engine_dir = Path(engine_dir or getattr(config, "engine_dir", "") or export_dir / ENGINE_DIR)
+        engine_dir = Path(engine_dir or config.engine_dir or export_dir / ENGINE_DIR)
         if force_engine_update is None:
-            force_engine_update = bool(getattr(config, "force_engine_update", False))
+            force_engine_update = config.force_engine_update
         if not export_dir.is_dir():
             raise ModelLoadError(config.model, "no such directory (the tensorrt backend loads a blip-export dir)")
         if not config.device.startswith("cuda"):
@@ -196,8 +208,8 @@ class TensorRTCaptioner:
         self.device = torch.device(config.device)
         logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(logger)
-        self.engines = {name: _Engine(trt, self._runtime, engine_dir / f"{name}.plan", self.device)
-                        for name in ("vision", "decoder")}
+        self.engines = {name: _Engine(trt, self._runtime, engine_dir / file, self.device)
+                        for name, file in ENGINE_FILES.items()}
         profiles = self.manifest["profiles"]
         self.max_batch, self.cache_length = profiles["max_batch"], profiles["cache_length"]
         self.max_prompt_tokens = profiles["max_prompt_tokens"]
@@ -211,7 +223,7 @@ class TensorRTCaptioner:
 
     def _engine_manifest(self, engine_dir: Path, runtime: dict, force: bool, export_dir: Path) -> dict:
         try:
-            manifest = read_manifest(engine_dir / ENGINE_MANIFEST, ENGINE_FORMAT)
+            manifest = read_engine_manifest(engine_dir)
             check_engine_manifest(manifest, runtime, self.onnx_manifest)
             return manifest
         except ManifestError:
