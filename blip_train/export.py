@@ -4,9 +4,10 @@
     blip-export --checkpoint runs/train/best --out runs/export --int8     # + runs/export/int8 (approximate)
     blip-export --out runs/export --tensorrt-only --max-batch 6           # engines on the vehicle, from the ONNX
 
-Two graphs (see blip_caption_ros.backends.kv_decoder): `vision.onnx` (image -> every decoder layer's cross-attention
-keys/values) and `decoder.onnx` (new tokens + KV cache -> last logits + the new tokens' keys/values), dynamic in
-batch (cameras x beams), new tokens and cached length, so one decoder graph serves both the prompt and every step.
+Three graphs (see blip_caption_ros.backends.kv_decoder): `vision.onnx` (image -> every decoder layer's
+cross-attention keys/values), `decoder.onnx` (new tokens + KV cache -> last logits + the new tokens' keys/values),
+dynamic in batch (cameras x beams), new tokens and cached length, so one decoder graph serves both the prompt and every
+step, and `decoder.split.onnx`, the same decoder derived with one cross key/value input per layer (ONNX Runtime).
 
 Every export is validated against PyTorch before it is published, as optimum's validate_model_outputs does: output
 names, shapes (at a batch size and lengths other than the traced ones), values within `--atol`, and greedy ids
@@ -51,9 +52,10 @@ from blip_caption_ros.backends.kv_decoder import (
     VISION_OUTPUTS,
     split_decoder_inputs,
 )
+from blip_caption_ros.backends.static_kv import MAX_BATCH, MAX_PROMPT_TOKENS
 
 OPSET = 18
-#: Graph files of an export directory ("decoder.split.onnx" keeps the "decoder" stem TensorRT's manifest expects).
+#: Graph files of an export directory.
 GRAPH_FILES = {"vision": "vision.onnx", "decoder": "decoder.onnx", SPLIT_DECODER: "decoder.split.onnx"}
 #: Generation settings the ONNX/TensorRT decoding loop does not implement; an export refuses checkpoints using them.
 UNSUPPORTED_GENERATION = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "bad_words_ids": None,
@@ -141,7 +143,7 @@ def bos_prompt_ids(model, processor, prompt: str, batch: int):
 
 
 def export_graphs(model, out_dir: Path) -> dict:
-    """torch.onnx.export (dynamo, opset 18) of both graphs into out_dir; returns the graphs' manifest section."""
+    """torch.onnx.export (dynamo, opset 18) of vision and decoder into out_dir; returns their manifest section."""
     import torch
     from torch.export import Dim
 
@@ -288,7 +290,7 @@ def _ort_session(path: Path):
 
 
 def validate_outputs(model, export_dir: Path, atol: float) -> dict:
-    """Names, shapes and values of both graphs against PyTorch at sizes other than the traced ones."""
+    """Names, shapes and values of every graph against PyTorch at sizes other than the traced ones."""
     import torch
 
     from blip_caption_ros.backends.kv_decoder import KVDecoder, VisionCrossKV, cache_shape
@@ -435,7 +437,7 @@ def _copy_processor_files(checkpoint: str, out_dir: Path) -> list[str]:
 
 def quantize_int8(model, processor, fp32_dir: Path, out_dir: Path, checkpoint: str, images,
                   max_new_tokens: int) -> dict:
-    """Dynamic int8 (weights int8, activations quantised on the fly) of both graphs; approximate, so parity is
+    """Dynamic int8 (weights int8, activations quantised on the fly) of every graph; approximate, so parity is
     measured (token agreement with generate) rather than required."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -505,9 +507,10 @@ def build_parser() -> argparse.ArgumentParser:
     trt.add_argument("--tensorrt-only", action="store_true",
                      help="build engines from an existing export in OUT (no checkpoint needed)")
     trt.add_argument("--trt-precision", choices=("fp16", "fp32"), default="fp16", help="engine precision")
-    trt.add_argument("--max-batch", type=int, default=6,
+    trt.add_argument("--max-batch", type=int, default=MAX_BATCH,
                      help="largest batch (cameras x beams) of the engines' optimisation profile (default %(default)s)")
-    trt.add_argument("--max-prompt-tokens", type=int, default=16, help="longest prompt the engines accept")
+    trt.add_argument("--max-prompt-tokens", type=int, default=MAX_PROMPT_TOKENS,
+                     help="longest start ([bos] + prompt tokens) the engines accept (default %(default)s)")
     return parser
 
 
@@ -545,7 +548,7 @@ def main(argv=None) -> int:
                 checkpoint=args.checkpoint, out=args.out, atol=args.atol, samples=args.samples, images=args.images,
                 max_new_tokens=args.max_new_tokens, int8=args.int8, overwrite=args.overwrite))
             worst = max(v["max_abs_diff"] for g in manifest["parity"]["outputs"].values() for v in g.values())
-            print(f"blip-export: {args.out}: vision.onnx + decoder.onnx, max |onnx - torch| {worst:.2g} "
+            print(f"blip-export: {args.out}: {', '.join(GRAPH_FILES.values())}, max |onnx - torch| {worst:.2g} "
                   f"(atol {args.atol:g}), greedy ids identical to generate on {args.samples} images"
                   + (", int8 in int8/" if args.int8 else "") + f", {time.monotonic() - started:.0f} s")
         if args.tensorrt or args.tensorrt_only:

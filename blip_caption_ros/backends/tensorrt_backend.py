@@ -40,10 +40,7 @@ from .engine_manifest import (
     verify_files,
     write_json_atomic,
 )
-
-DEFAULT_MAX_BATCH = 6
-DEFAULT_MAX_PROMPT_TOKENS = 16
-
+from .static_kv import MAX_BATCH, MAX_PROMPT_TOKENS, StaticKVState
 
 #: engine -> its plan file in the engine directory
 ENGINE_FILES = {"vision": "vision.plan", "decoder": "decoder.plan"}
@@ -111,8 +108,8 @@ def profile_shapes(onnx_manifest: dict, max_batch: int, max_prompt_tokens: int, 
     }
 
 
-def build_engines(export_dir, precision: str = "fp16", max_batch: int = DEFAULT_MAX_BATCH,
-                  max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS, max_new_tokens: int = 20,
+def build_engines(export_dir, precision: str = "fp16", max_batch: int = MAX_BATCH,
+                  max_prompt_tokens: int = MAX_PROMPT_TOKENS, max_new_tokens: int = 20,
                   workspace_gb: float = 4.0) -> dict:
     """Build vision and decoder engines from the export's ONNX files into `<export>/tensorrt`; returns the manifest.
 
@@ -262,9 +259,21 @@ class TensorRTCaptioner:
         self.engines["vision"].run({"pixel_values": pixels}, {"cross_kv": cross})
         if num_beams > 1:
             buffers.cross(rows).copy_(cross.repeat_interleave(num_beams, dim=2))
-        return decode(lambda n: _TrtDecoderState(self.engines["decoder"], buffers, n), start.to(self.device),
-                      max_new_tokens=max_new_tokens, eos_token_id=self.eos, pad_token_id=self.pad,
-                      min_new_tokens=min_new_tokens, num_beams=num_beams)
+        return decode(self._state, start.to(self.device), max_new_tokens=max_new_tokens, eos_token_id=self.eos,
+                      pad_token_id=self.pad, min_new_tokens=min_new_tokens, num_beams=num_beams)
+
+    def _state(self, rows: int) -> StaticKVState:
+        buffers, engine = self._buffers, self.engines["decoder"]
+        cache, mask = buffers.cache(rows), buffers.mask(rows)
+
+        def run(input_ids, positions):
+            new_kv, logits = buffers.new_kv(rows, input_ids.shape[1]), buffers.logits(rows)
+            engine.run({"input_ids": input_ids.contiguous(), "position_ids": positions.contiguous(),
+                        "past_mask": mask, "past_kv": cache, "cross_kv": buffers.cross(rows)},
+                       {"logits": logits, "new_kv": new_kv})
+            return logits, new_kv
+
+        return StaticKVState(cache, mask, run)
 
 
 class _StaticBuffers:
@@ -305,32 +314,6 @@ class _StaticBuffers:
 
     def logits(self, rows):
         return self._view("logits", (rows, self.layout[4]))
-
-
-class _TrtDecoderState:
-    def __init__(self, engine, buffers: _StaticBuffers, rows: int):
-        self.engine, self.buffers, self.rows = engine, buffers, rows
-        self.filled = 0
-        buffers.mask(rows).zero_()
-
-    def step(self, input_ids):
-        torch, buffers, rows = self.buffers.torch, self.buffers, self.rows
-        new = input_ids.shape[1]
-        positions = torch.arange(self.filled, self.filled + new, device=buffers.device).expand(rows, new)
-        new_kv, logits = buffers.new_kv(rows, new), buffers.logits(rows)
-        cache, mask = buffers.cache(rows), buffers.mask(rows)
-        self.engine.run(
-            {"input_ids": input_ids.contiguous(), "position_ids": positions.contiguous(), "past_mask": mask,
-             "past_kv": cache, "cross_kv": buffers.cross(rows)},
-            {"logits": logits, "new_kv": new_kv})
-        cache[:, :, :, :, self.filled: self.filled + new].copy_(new_kv)
-        mask[:, self.filled: self.filled + new] = 1
-        self.filled += new
-        return logits.clone()  # the next step overwrites the buffer; decoding may still be reading it
-
-    def reorder(self, rows) -> None:
-        cache = self.buffers.cache(self.rows)
-        cache.copy_(cache.index_select(2, rows))
 
 
 class _Engine:

@@ -18,9 +18,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import CaptionerConfig, ModelLoadError
+from .static_kv import MAX_PROMPT_TOKENS, StaticKVState
 
 _DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
-MAX_PROMPT_TOKENS = 16
 
 
 class StaticCacheGenerator:
@@ -98,41 +98,25 @@ class StaticCacheGenerator:
             if static["cross"] is None:
                 static["cross"] = torch.empty_like(cross)
             static["cross"].copy_(cross)
-            return decode(lambda n: _StaticState(self, static), start.to(self.device), max_new_tokens=max_new_tokens,
+            return decode(lambda n: self._state(static), start.to(self.device), max_new_tokens=max_new_tokens,
                           eos_token_id=self.eos, pad_token_id=self.pad, min_new_tokens=min_new_tokens,
                           num_beams=num_beams)
 
+    def _state(self, static: dict) -> StaticKVState:
+        def run(input_ids, positions):
+            return self.decoder(input_ids, positions, static["mask"], static["cache"], static["cross"])
 
-class _StaticState:
-    def __init__(self, generator: StaticCacheGenerator, static: dict):
-        self.generator, self.static = generator, static
-        self.filled = 0
-        static["mask"].zero_()
-
-    def step(self, input_ids):
-        generator, static, torch = self.generator, self.static, self.generator.torch
-        new = input_ids.shape[1]
-        if new > 1 or not generator.cuda_graphs:
-            positions = torch.arange(self.filled, self.filled + new, device=generator.device)
-            positions = positions.expand(input_ids.shape[0], new)
-            logits, new_kv = generator.decoder(input_ids, positions, static["mask"], static["cache"], static["cross"])
-            static["cache"][:, :, :, :, self.filled: self.filled + new] = new_kv
-            static["mask"][:, self.filled: self.filled + new] = 1
-        else:
+        def replay(input_ids, slot):
             static["ids"].copy_(input_ids)
-            static["positions"].fill_(self.filled)
-            static["slot"].fill_(self.filled)
+            static["positions"].fill_(slot)
+            static["slot"].fill_(slot)
             if static["graph"] is None:
-                generator._capture(static)
-                static["mask"][:, self.filled] = 0  # capture's warm-up wrote this slot; replay writes it again
+                self._capture(static)
+                static["mask"][:, slot] = 0  # capture's warm-up wrote this slot; replay writes it again
             static["graph"].replay()
-            logits = static["logits"]
-        self.filled += new
-        return logits.to(torch.float32, copy=True)  # the next replay overwrites the graph's output
+            return static["logits"]
 
-    def reorder(self, rows) -> None:
-        cache = self.static["cache"]
-        cache.copy_(cache.index_select(2, rows.to(cache.device)))
+        return StaticKVState(static["cache"], static["mask"], run, replay if self.cuda_graphs else None)
 
 
 class TorchCudaCaptioner:
