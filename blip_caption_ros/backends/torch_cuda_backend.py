@@ -20,8 +20,6 @@ import numpy as np
 from . import CaptionerConfig, ModelLoadError
 from .static_kv import MAX_PROMPT_TOKENS, StaticKVState
 
-_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
-
 
 class StaticCacheGenerator:
     """Greedy/beam decoding of a BlipForConditionalGeneration with preallocated buffers (and CUDA graphs on CUDA)."""
@@ -123,30 +121,13 @@ class TorchCudaCaptioner:
     backend = "torch-cuda"
 
     def __init__(self, config: CaptionerConfig, max_rows: int = 8):
-        try:
-            import torch
-            import transformers
+        from .torch_backend import load_model_on_device
 
-            from .model_loading import ModelFilesError, load_blip, resolve_source
-        except ImportError as exc:
-            raise ModelLoadError(config.model, f"the torch-cuda backend needs torch and transformers ({exc})") from exc
-        try:
-            resolve_source(config.model)
-        except ModelFilesError as exc:
-            raise ModelLoadError(config.model, exc.reason) from None
         if not config.device.startswith("cuda"):
             raise ModelLoadError(config.model, f"the torch-cuda backend runs on cuda[:N], not {config.device!r} "
                                  "(use backend torch or onnxruntime on the CPU)")
-        if not torch.cuda.is_available():
-            raise ModelLoadError(config.model, f"device {config.device!r} requested but CUDA is not available")
         self.config, self.model_name = config, config.model
-        transformers.utils.logging.disable_progress_bar()
-        try:
-            model, self.processor = load_blip(config.model, dtype=getattr(torch, _DTYPES[config.precision]),
-                                              allow_download=config.allow_download)
-        except ModelFilesError as exc:
-            raise ModelLoadError(config.model, exc.reason) from exc
-        model = model.to(config.device).eval()
+        model, self.processor = load_model_on_device(config, self.backend)
         self.generator = StaticCacheGenerator(model, max_rows=max_rows * max(1, config.num_beams),
                                               max_new_tokens=config.max_new_tokens)
 
