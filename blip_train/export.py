@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from blip_caption_ros.backends.engine_manifest import (
     PROCESSOR_FILES,
     file_hashes,
     load_export_manifest,
+    staged_directory,
     write_json_atomic,
 )
 from blip_caption_ros.backends.kv_decoder import (
@@ -461,8 +461,7 @@ def export(options: ExportOptions) -> dict:
     model, processor = load_checkpoint(options.checkpoint)
     images = sample_images(options.samples, options.images)
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
+    with staged_directory(out) as staging:
         graphs = export_graphs(model, staging)
         graphs[SPLIT_DECODER] = derive_split_decoder(staging, model, graphs["decoder"])
         processor_files = _copy_processor_files(options.checkpoint, staging)
@@ -474,12 +473,6 @@ def export(options: ExportOptions) -> dict:
         if options.int8:
             quantize_int8(model, processor, staging, staging / "int8", options.checkpoint, images,
                           options.max_new_tokens)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return manifest
 
 

@@ -19,6 +19,7 @@ from blip_caption_ros.backends.engine_manifest import (
     load_export_manifest,
     read_manifest,
     sha256_file,
+    staged_directory,
     verify_files,
     write_json_atomic,
 )
@@ -119,3 +120,17 @@ def test_engine_manifest_must_hash_both_plans(tmp_path):
     write_json_atomic(tmp_path / "engine_manifest.json", manifest)
     with pytest.raises(ManifestError, match="does not hash decoder.plan under 'files'"):
         read_engine_manifest(tmp_path)
+
+
+def test_staged_directory_replaces_the_target_only_when_the_block_succeeds(tmp_path):
+    target = tmp_path / "tensorrt"
+    target.mkdir()
+    (target / "old.plan").write_text("old")
+    with pytest.raises(RuntimeError, match="build failed"), staged_directory(target) as staging:
+        (staging / "new.plan").write_text("half")
+        raise RuntimeError("build failed")
+    assert [p.name for p in tmp_path.iterdir()] == ["tensorrt"] and (target / "old.plan").is_file()
+    with staged_directory(target) as staging:
+        (staging / "new.plan").write_text("new")
+    assert [p.name for p in tmp_path.iterdir()] == ["tensorrt"]
+    assert [p.name for p in target.iterdir()] == ["new.plan"]

@@ -15,11 +15,13 @@ Pure Python (json + hashlib): the checks run, and are tested, on machines withou
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from .caption_settings import GENERATION_FILE, PROMPT_FILE
@@ -69,6 +71,22 @@ def write_json_atomic(path: str | Path, data: Mapping) -> None:
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def staged_directory(target: str | Path) -> Iterator[Path]:
+    """A temporary directory beside `target` that replaces `target` when the block ends and is removed if it raises,
+    so a failed export or engine build never leaves files that look valid."""
+    target = Path(target)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    try:
+        yield staging
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
         raise
 
 

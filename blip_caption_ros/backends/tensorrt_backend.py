@@ -18,8 +18,6 @@ UNVERIFIED here: written against the TensorRT 10 Python API and checked only on 
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +35,7 @@ from .engine_manifest import (
     load_export_manifest,
     read_manifest,
     require_hashed,
+    staged_directory,
     verify_files,
     write_json_atomic,
 )
@@ -123,8 +122,7 @@ def build_engines(export_dir, precision: str = "fp16", max_batch: int = MAX_BATC
         raise EngineBuildError(f"precision {precision!r}: engines are built fp16 or fp32")
     shapes = profile_shapes(onnx_manifest, max_batch, max_prompt_tokens, max_new_tokens)
     logger = trt.Logger(trt.Logger.WARNING)
-    staging = Path(tempfile.mkdtemp(prefix=".tensorrt.partial-", dir=export_dir))
-    try:
+    with staged_directory(export_dir / ENGINE_DIR) as staging:
         timings = {}
         for name in ("vision", "decoder"):
             started = time.monotonic()
@@ -160,13 +158,6 @@ def build_engines(export_dir, precision: str = "fp16", max_batch: int = MAX_BATC
             "build_s": timings, "files": file_hashes(staging, ENGINE_FILES.values()),
         }
         write_json_atomic(staging / ENGINE_MANIFEST, manifest)
-        target = export_dir / ENGINE_DIR
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return manifest
 
 
