@@ -20,7 +20,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from blip_caption_ros.backends.caption_settings import (
     PROMPT_FILE,
@@ -29,6 +28,7 @@ from blip_caption_ros.backends.caption_settings import (
     model_caption_settings,
 )
 from blip_caption_ros.backends.decoding import captions_from_ids
+from blip_caption_ros.progress import progress_bar
 from blip_train.attributes import detect_attributes
 from blip_train.captions import caption_frame
 from blip_train.checkpoint import TRAINER_STATE, TRAINING_CONFIG, CheckpointError, load_blip, quiet_transformers
@@ -65,7 +65,7 @@ def generate_captions(model, processor, images: ImageSet, prompt: str = "", max_
                                                                     with_text=False))
     captions: list[str] = []
     try:
-        for batch in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
+        for batch in progress_bar(loader, desc=desc, unit="batch", disable=not progress, leave=False):
             pixel_values = batch["pixel_values"].to(device)
             input_ids = prompt_ids.repeat(pixel_values.shape[0], 1)
             output = model.generate(pixel_values=pixel_values, input_ids=input_ids,

@@ -4,9 +4,10 @@
     blip-export --checkpoint runs/train/best --out runs/export --int8     # + runs/export/int8 (approximate)
     blip-export --out runs/export --tensorrt-only --max-batch 6           # engines on the vehicle, from the ONNX
 
-Two graphs (see blip_caption_ros.backends.kv_decoder): `vision.onnx` (image -> every decoder layer's cross-attention
-keys/values) and `decoder.onnx` (new tokens + KV cache -> last logits + the new tokens' keys/values), dynamic in
-batch (cameras x beams), new tokens and cached length, so one decoder graph serves both the prompt and every step.
+Three graphs (see blip_caption_ros.backends.kv_decoder): `vision.onnx` (image -> every decoder layer's
+cross-attention keys/values), `decoder.onnx` (new tokens + KV cache -> last logits + the new tokens' keys/values),
+dynamic in batch (cameras x beams), new tokens and cached length, so one decoder graph serves both the prompt and every
+step, and `decoder.split.onnx`, the same decoder derived with one cross key/value input per layer (ONNX Runtime).
 
 Every export is validated against PyTorch before it is published, as optimum's validate_model_outputs does: output
 names, shapes (at a batch size and lengths other than the traced ones), values within `--atol`, and greedy ids
@@ -17,10 +18,8 @@ and renamed only when every check passed, so a failed export leaves nothing that
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -39,8 +38,10 @@ from blip_caption_ros.backends.engine_manifest import (
     ENGINE_DIR,
     ONNX_FORMAT,
     ONNX_MANIFEST,
+    PROCESSOR_FILES,
     file_hashes,
     load_export_manifest,
+    staged_directory,
     write_json_atomic,
 )
 from blip_caption_ros.backends.kv_decoder import (
@@ -51,13 +52,11 @@ from blip_caption_ros.backends.kv_decoder import (
     VISION_OUTPUTS,
     split_decoder_inputs,
 )
+from blip_caption_ros.backends.static_kv import MAX_BATCH, MAX_PROMPT_TOKENS
 
 OPSET = 18
-#: Graph files of an export directory ("decoder.split.onnx" keeps the "decoder" stem TensorRT's manifest expects).
+#: Graph files of an export directory.
 GRAPH_FILES = {"vision": "vision.onnx", "decoder": "decoder.onnx", SPLIT_DECODER: "decoder.split.onnx"}
-#: Processor / tokenizer files copied next to the graphs (whichever the checkpoint has).
-PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json", "tokenizer.json", "tokenizer_config.json",
-                   "special_tokens_map.json", "vocab.txt", "config.json", "generation_config.json", PROMPT_FILE)
 #: Generation settings the ONNX/TensorRT decoding loop does not implement; an export refuses checkpoints using them.
 UNSUPPORTED_GENERATION = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "bad_words_ids": None,
                           "forced_bos_token_id": None, "forced_eos_token_id": None, "suppress_tokens": None,
@@ -144,7 +143,7 @@ def bos_prompt_ids(model, processor, prompt: str, batch: int):
 
 
 def export_graphs(model, out_dir: Path) -> dict:
-    """torch.onnx.export (dynamo, opset 18) of both graphs into out_dir; returns the graphs' manifest section."""
+    """torch.onnx.export (dynamo, opset 18) of vision and decoder into out_dir; returns their manifest section."""
     import torch
     from torch.export import Dim
 
@@ -160,7 +159,6 @@ def export_graphs(model, out_dir: Path) -> dict:
     pixels = torch.randn(2, 3, image_size, image_size)
     with torch.no_grad():
         cross_kv = vision(pixels)
-    tokens = cross_kv.shape[4]
     ids = torch.tensor([[model.config.text_config.bos_token_id, 5, 6], [model.config.text_config.bos_token_id, 7, 8]])
     decoder_args = (ids, torch.arange(2, 5).expand(2, 3).contiguous(), torch.ones(2, 2, dtype=torch.long),
                     torch.randn(cache_shape(model, 2, 2)) * 0.1, cross_kv)
@@ -193,7 +191,6 @@ def export_graphs(model, out_dir: Path) -> dict:
                          "dynamic_axes": spec["axes"], "export_s": round(time.monotonic() - started, 1)}
         print(f"exported {path.name} ({path.stat().st_size / 1e6:.0f} MB) in {section[name]['export_s']} s",
               file=sys.stderr)
-    section["cross_kv_shape"] = ["layers", 2, "batch", "heads", tokens, "head_dim"]
     return section
 
 
@@ -284,17 +281,16 @@ def derive_split_decoder(out_dir: Path, model, decoder_section: dict) -> dict:
 def _ort_session(path: Path):
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.log_severity_level = 3
+    from blip_caption_ros.backends.onnx_backend import session_options
+
     try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(path), session_options(ort), providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
         raise ExportError(f"onnxruntime cannot load {path}: {str(exc).splitlines()[0]}") from exc
 
 
 def validate_outputs(model, export_dir: Path, atol: float) -> dict:
-    """Names, shapes and values of both graphs against PyTorch at sizes other than the traced ones."""
+    """Names, shapes and values of every graph against PyTorch at sizes other than the traced ones."""
     import torch
 
     from blip_caption_ros.backends.kv_decoder import KVDecoder, VisionCrossKV, cache_shape
@@ -404,18 +400,20 @@ def _model_section(model, checkpoint: str) -> dict:
             "max_position_embeddings": text.max_position_embeddings}
 
 
-def write_manifest(out_dir: Path, graphs: dict, model, checkpoint: str, parity: dict, variant: str,
-                   extra: dict | None = None) -> dict:
+def write_manifest(out_dir: Path, graphs: dict, processor_files: list[str], model, checkpoint: str, parity: dict,
+                   variant: str) -> dict:
+    """The export's manifest (engine_manifest's schema): graphs, the processor files, shapes, and every file's hash."""
     text = model.config.text_config
+    model_section = _model_section(model, checkpoint)
     manifest = {
         "format": ONNX_FORMAT, "variant": variant, "exact": variant == "fp32", "opset": OPSET,
-        "graphs": graphs, "model": _model_section(model, checkpoint),
+        "graphs": graphs, "processor_files": sorted(processor_files), "model": model_section,
+        "shapes": {"cross_kv": ["layers", 2, "batch", "heads", model_section["image_tokens"], "head_dim"]},
         "tokens": {"bos": text.bos_token_id, "sep": text.sep_token_id, "eos": text.sep_token_id,
                    "pad": text.pad_token_id},
         "versions": _versions(), "parity": parity,
         "caption": _caption_section(checkpoint),
         "files": file_hashes(out_dir, [p.name for p in out_dir.iterdir() if p.is_file() and p.name != ONNX_MANIFEST]),
-        **(extra or {}),
     }
     write_json_atomic(out_dir / ONNX_MANIFEST, manifest)
     return manifest
@@ -429,28 +427,30 @@ def _caption_section(checkpoint: str) -> dict:
     return {name: getattr(settings, name) for name in SETTINGS} | {"recorded": recorded}
 
 
-def _copy_processor_files(checkpoint: str, out_dir: Path) -> None:
-    for name in PROCESSOR_FILES:
-        if (Path(checkpoint) / name).is_file():
-            shutil.copy2(Path(checkpoint) / name, out_dir / name)
+def _copy_processor_files(checkpoint: str, out_dir: Path) -> list[str]:
+    """Copies whichever processor files the checkpoint has next to the graphs; returns their names."""
+    copied = [name for name in PROCESSOR_FILES if (Path(checkpoint) / name).is_file()]
+    for name in copied:
+        shutil.copy2(Path(checkpoint) / name, out_dir / name)
+    return copied
 
 
-def quantize_int8(model, processor, fp32_dir: Path, out_dir: Path, checkpoint: str, images, max_new_tokens: int,
-                  atol: float) -> dict:
-    """Dynamic int8 (weights int8, activations quantised on the fly) of both graphs; approximate, so parity is
+def quantize_int8(model, processor, fp32_dir: Path, out_dir: Path, checkpoint: str, images,
+                  max_new_tokens: int) -> dict:
+    """Dynamic int8 (weights int8, activations quantised on the fly) of every graph; approximate, so parity is
     measured (token agreement with generate) rather than required."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     out_dir.mkdir()
-    graphs = json.loads((fp32_dir / ONNX_MANIFEST).read_text())["graphs"]
-    for graph in (g for g in graphs.values() if isinstance(g, dict)):  # vision, decoder, split-cross decoder
+    graphs = load_export_manifest(fp32_dir, verify=False)["graphs"]
+    for graph in graphs.values():  # vision, decoder, split-cross decoder
         quantize_dynamic(fp32_dir / graph["file"], out_dir / graph["file"], weight_type=QuantType.QInt8,
                          per_channel=True, extra_options={"MatMulConstBOnly": True})
-    _copy_processor_files(checkpoint, out_dir)
-    write_manifest(out_dir, graphs, model, checkpoint, {}, variant="int8-dynamic")  # the runner reads it
+    processor_files = _copy_processor_files(checkpoint, out_dir)
+    write_manifest(out_dir, graphs, processor_files, model, checkpoint, {}, variant="int8-dynamic")  # runner reads it
     parity = {"greedy_ids": validate_greedy_ids(model, processor, out_dir, images, max_new_tokens, exact=False),
               "atol": None}
-    return write_manifest(out_dir, graphs, model, checkpoint, parity, variant="int8-dynamic")
+    return write_manifest(out_dir, graphs, processor_files, model, checkpoint, parity, variant="int8-dynamic")
 
 
 def export(options: ExportOptions) -> dict:
@@ -461,24 +461,18 @@ def export(options: ExportOptions) -> dict:
     model, processor = load_checkpoint(options.checkpoint)
     images = sample_images(options.samples, options.images)
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
+    with staged_directory(out) as staging:
         graphs = export_graphs(model, staging)
         graphs[SPLIT_DECODER] = derive_split_decoder(staging, model, graphs["decoder"])
-        _copy_processor_files(options.checkpoint, staging)
+        processor_files = _copy_processor_files(options.checkpoint, staging)
         parity = {"atol": options.atol, "outputs": validate_outputs(model, staging, options.atol)}
-        write_manifest(staging, graphs, model, options.checkpoint, parity, variant="fp32")  # the runner reads it
+        # a first manifest, for the runner of validate_greedy_ids
+        write_manifest(staging, graphs, processor_files, model, options.checkpoint, parity, variant="fp32")
         parity["greedy_ids"] = validate_greedy_ids(model, processor, staging, images, options.max_new_tokens)
-        manifest = write_manifest(staging, graphs, model, options.checkpoint, parity, variant="fp32")
+        manifest = write_manifest(staging, graphs, processor_files, model, options.checkpoint, parity, variant="fp32")
         if options.int8:
             quantize_int8(model, processor, staging, staging / "int8", options.checkpoint, images,
-                          options.max_new_tokens, options.atol)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+                          options.max_new_tokens)
     return manifest
 
 
@@ -506,9 +500,10 @@ def build_parser() -> argparse.ArgumentParser:
     trt.add_argument("--tensorrt-only", action="store_true",
                      help="build engines from an existing export in OUT (no checkpoint needed)")
     trt.add_argument("--trt-precision", choices=("fp16", "fp32"), default="fp16", help="engine precision")
-    trt.add_argument("--max-batch", type=int, default=6,
+    trt.add_argument("--max-batch", type=int, default=MAX_BATCH,
                      help="largest batch (cameras x beams) of the engines' optimisation profile (default %(default)s)")
-    trt.add_argument("--max-prompt-tokens", type=int, default=16, help="longest prompt the engines accept")
+    trt.add_argument("--max-prompt-tokens", type=int, default=MAX_PROMPT_TOKENS,
+                     help="longest start ([bos] + prompt tokens) the engines accept (default %(default)s)")
     return parser
 
 
@@ -546,7 +541,7 @@ def main(argv=None) -> int:
                 checkpoint=args.checkpoint, out=args.out, atol=args.atol, samples=args.samples, images=args.images,
                 max_new_tokens=args.max_new_tokens, int8=args.int8, overwrite=args.overwrite))
             worst = max(v["max_abs_diff"] for g in manifest["parity"]["outputs"].values() for v in g.values())
-            print(f"blip-export: {args.out}: vision.onnx + decoder.onnx, max |onnx - torch| {worst:.2g} "
+            print(f"blip-export: {args.out}: {', '.join(GRAPH_FILES.values())}, max |onnx - torch| {worst:.2g} "
                   f"(atol {args.atol:g}), greedy ids identical to generate on {args.samples} images"
                   + (", int8 in int8/" if args.int8 else "") + f", {time.monotonic() - started:.0f} s")
         if args.tensorrt or args.tensorrt_only:

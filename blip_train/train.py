@@ -30,6 +30,7 @@ import torch
 from tqdm import tqdm
 
 from blip_caption_ros.backends.decoding import prompt_tokens
+from blip_caption_ros.progress import progress_bar
 from blip_train.balanced_sampling import training_sampler
 from blip_train.checkpoint import (
     CheckpointError,
@@ -456,8 +457,8 @@ def fit(run: _Run) -> TrainResult:
     if accelerator.is_main_process:
         for stale in discard_staging(run.out_dir / "checkpoints"):
             run.say(f"note: removed {stale}, a checkpoint that a crash left half-written")
-    bar = tqdm(total=run.total_steps, initial=state.global_step, desc="training", unit="step",
-               disable=not (config.train.progress and accelerator.is_main_process), dynamic_ncols=True)
+    bar = progress_bar(total=run.total_steps, initial=state.global_step, desc="training", unit="step",
+                       disable=not (config.train.progress and accelerator.is_main_process))
     zero = torch.zeros((), device=accelerator.device)
     window_loss, window_batches, window_steps, window_start = zero, 0, 0, time.perf_counter()
     step_loss, step_batches = zero, 0  # of the optimizer step being accumulated

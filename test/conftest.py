@@ -16,6 +16,20 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # --- fixtures shared by the vehicle-side tests (blip_caption_ros) ---
 
+
+@pytest.fixture
+def probe(request):
+    """A ROS probe node (ros_helpers.Probe, named after the test module) in an rclpy context of the test's own."""
+    import rclpy
+    from ros_helpers import Probe
+
+    rclpy.init()
+    probe = Probe(f"{request.module.__name__.rpartition('.')[2]}_probe")
+    yield probe
+    probe.destroy()
+    rclpy.shutdown()
+
+
 TINY_BLIP_WORDS = ("a", "picture", "of", "car", "cars", "road", "street", "city", "highway", "rain", "night", "day",
                    "truck", "person", "traffic", "light", "sign", "clear", "snow", "fog", "parked", "driving")
 

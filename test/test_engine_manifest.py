@@ -19,6 +19,7 @@ from blip_caption_ros.backends.engine_manifest import (
     load_export_manifest,
     read_manifest,
     sha256_file,
+    staged_directory,
     verify_files,
     write_json_atomic,
 )
@@ -56,8 +57,8 @@ def test_engines_from_older_onnx_files_are_refused():
 def test_export_manifest_verifies_hashes(tmp_path):
     (tmp_path / "vision.onnx").write_bytes(b"graph")
     (tmp_path / "vocab.txt").write_text("[PAD]\n")
-    manifest = {"format": ONNX_FORMAT, "graphs": {}, "tokens": {}, "model": {},
-                "files": file_hashes(tmp_path, ["vision.onnx", "vocab.txt"])}
+    manifest = {"format": ONNX_FORMAT, "graphs": {"vision": {"file": "vision.onnx"}}, "processor_files": ["vocab.txt"],
+                "shapes": {}, "tokens": {}, "model": {}, "files": file_hashes(tmp_path, ["vision.onnx", "vocab.txt"])}
     write_json_atomic(tmp_path / "onnx_manifest.json", manifest)
     assert load_export_manifest(tmp_path)["files"]["vision.onnx"] == sha256_file(tmp_path / "vision.onnx")
     (tmp_path / "vision.onnx").write_bytes(b"graph!")
@@ -82,3 +83,54 @@ def test_malformed_manifests(tmp_path, content, message):
         path.write_text(content)
     with pytest.raises(ManifestError, match=message):
         read_manifest(path, ENGINE_FORMAT)
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda m: m["files"].pop("vision.onnx"), "does not hash vision.onnx under 'files'"),
+    (lambda m: m["files"].pop("vocab.txt"), "does not hash vocab.txt under 'files'"),
+    (lambda m: m["processor_files"].remove("vocab.txt"), "does not list vocab.txt among its processor files"),
+    (lambda m: m["graphs"].update(cross_kv_shape=[1, 2]), "graphs cross_kv_shape name no file"),
+    (lambda m: m.pop("processor_files"), "has no 'processor_files' section"),
+])
+def test_export_manifest_refuses_files_it_does_not_hash(tmp_path, edit, message):
+    """A backend opens every graph file and processor file: each must be hashed (even with verify=False, which
+    skips only the hashing itself)."""
+    (tmp_path / "vision.onnx").write_bytes(b"graph")
+    (tmp_path / "vocab.txt").write_text("[PAD]\n")
+    manifest = {"format": ONNX_FORMAT, "graphs": {"vision": {"file": "vision.onnx"}}, "processor_files": ["vocab.txt"],
+                "shapes": {}, "tokens": {}, "model": {}, "files": file_hashes(tmp_path, ["vision.onnx", "vocab.txt"])}
+    edit(manifest)
+    write_json_atomic(tmp_path / "onnx_manifest.json", manifest)
+    for verify in (True, False):
+        with pytest.raises(ManifestError, match=message) as error:
+            load_export_manifest(tmp_path, verify=verify)
+        assert "\n" not in str(error.value)
+
+
+def test_engine_manifest_must_hash_both_plans(tmp_path):
+    """The tensorrt backend opens vision.plan and decoder.plan: a manifest hashing only one is refused."""
+    from blip_caption_ros.backends.tensorrt_backend import read_engine_manifest
+
+    for name in ("vision.plan", "decoder.plan"):
+        (tmp_path / name).write_bytes(name.encode())
+    manifest = {**engine_manifest(), "files": file_hashes(tmp_path, ["vision.plan", "decoder.plan"])}
+    write_json_atomic(tmp_path / "engine_manifest.json", manifest)
+    assert read_engine_manifest(tmp_path)["files"] == manifest["files"]
+    del manifest["files"]["decoder.plan"]
+    write_json_atomic(tmp_path / "engine_manifest.json", manifest)
+    with pytest.raises(ManifestError, match="does not hash decoder.plan under 'files'"):
+        read_engine_manifest(tmp_path)
+
+
+def test_staged_directory_replaces_the_target_only_when_the_block_succeeds(tmp_path):
+    target = tmp_path / "tensorrt"
+    target.mkdir()
+    (target / "old.plan").write_text("old")
+    with pytest.raises(RuntimeError, match="build failed"), staged_directory(target) as staging:
+        (staging / "new.plan").write_text("half")
+        raise RuntimeError("build failed")
+    assert [p.name for p in tmp_path.iterdir()] == ["tensorrt"] and (target / "old.plan").is_file()
+    with staged_directory(target) as staging:
+        (staging / "new.plan").write_text("new")
+    assert [p.name for p in tmp_path.iterdir()] == ["tensorrt"]
+    assert [p.name for p in target.iterdir()] == ["new.plan"]

@@ -7,10 +7,20 @@ Tiny random BLIP for most checks; a mid-size config with BLIP-base's real shapes
 
 import json
 import os
+import shutil
 
+import numpy as np
 import pytest
 
-from blip_caption_ros.backends.engine_manifest import ONNX_FORMAT, ONNX_MANIFEST, sha256_file
+from blip_caption_ros.backends import CaptionerConfig, ModelLoadError, load_captioner
+from blip_caption_ros.backends.engine_manifest import (
+    ONNX_FORMAT,
+    ONNX_FORMAT_1,
+    ONNX_MANIFEST,
+    PROCESSOR_FILES,
+    file_hashes,
+    sha256_file,
+)
 from blip_train.export import ExportError, ExportOptions, ParityError, export, main, token_agreement
 from blip_train.modeling import BLIP_BASE, BlipArchitecture, build_blip
 
@@ -33,6 +43,11 @@ def test_export_dir_describes_itself_and_records_parity(tiny_export, tiny_blip_d
     expected_files = {"vision.onnx", "decoder.onnx", "vocab.txt", "tokenizer_config.json", "config.json"}
     assert expected_files <= set(manifest["files"])
     assert all(sha256_file(out / name) == digest for name, digest in manifest["files"].items())
+    assert set(manifest["graphs"]) == {"vision", "decoder", "decoder_split"}  # graphs only
+    assert {graph["file"] for graph in manifest["graphs"].values()} <= set(manifest["files"])
+    assert {"vocab.txt", "tokenizer_config.json", "config.json"} <= set(manifest["processor_files"])
+    assert set(manifest["processor_files"]) <= set(manifest["files"])
+    assert manifest["shapes"]["cross_kv"][4] == manifest["model"]["image_tokens"]
     assert manifest["graphs"]["decoder"]["inputs"] == ["input_ids", "position_ids", "past_mask", "past_kv", "cross_kv"]
     assert manifest["graphs"]["decoder"]["dynamic_axes"]["past_kv"] == {"2": "batch", "4": "past_tokens"}
     tokens = manifest["tokens"]
@@ -47,6 +62,89 @@ def test_export_dir_describes_itself_and_records_parity(tiny_export, tiny_blip_d
     assert int8["variant"] == "int8-dynamic" and not int8["exact"]
     assert 0.0 <= int8["parity"]["greedy_ids"]["<none>"]["token_agreement"] <= 1.0
     assert not [p for p in out.parent.iterdir() if ".partial-" in p.name]
+
+
+IMAGES = [np.random.default_rng(i).integers(0, 256, (48, 64, 3), dtype=np.uint8) for i in range(2)]
+
+
+def _tampered(source, tmp_path, edit):
+    """A copy of the export `source` whose manifest `edit(manifest, directory)` changed (files may change too)."""
+    copy = tmp_path / f"copy_{source.name}"
+    shutil.copytree(source, copy, ignore=shutil.ignore_patterns("int8"))
+    manifest = json.loads((copy / ONNX_MANIFEST).read_text())
+    edit(manifest, copy)
+    (copy / ONNX_MANIFEST).write_text(json.dumps(manifest))
+    return copy
+
+
+def _refusal(export_dir) -> str:
+    with pytest.raises(ModelLoadError) as error:
+        load_captioner(CaptionerConfig(model=str(export_dir), backend="onnxruntime"))
+    assert "\n" not in str(error.value)
+    return str(error.value)
+
+
+def _unhash_split_decoder(replacement):
+    def edit(manifest, directory):
+        del manifest["files"]["decoder.split.onnx"]
+        (directory / "decoder.split.onnx").write_bytes(replacement(directory))
+    return edit
+
+
+@pytest.mark.parametrize("variant", ["fp32", "int8"])
+@pytest.mark.parametrize("replacement", ["other graph", "decoder.onnx"])
+def test_a_graph_the_manifest_does_not_hash_is_refused(tiny_export, tmp_path, variant, replacement):
+    """The held-out check: decoder.split.onnx's entry removed from "files" and the graph swapped (for another valid
+    graph that captions differently, or for decoder.onnx, whose inputs differ) must not load."""
+    out = tiny_export[0] if variant == "fp32" else tiny_export[0] / "int8"
+    other = tiny_export[0] / ("int8" if variant == "fp32" else "") / "decoder.split.onnx"
+    source = other if replacement == "other graph" else None
+    copy = _tampered(out, tmp_path, _unhash_split_decoder(
+        lambda d: source.read_bytes() if source else (d / "decoder.onnx").read_bytes()))
+    message = _refusal(copy)
+    assert "does not hash decoder.split.onnx" in message and "refusing unverified files" in message
+
+
+def test_processor_files_must_be_listed_and_hashed(tiny_export, tmp_path):
+    def unhash(manifest, directory):
+        del manifest["files"]["vocab.txt"]
+        (directory / "vocab.txt").write_text("[PAD]\n")
+
+    def unlist(manifest, directory):
+        del manifest["files"]["vocab.txt"]
+        manifest["processor_files"].remove("vocab.txt")
+
+    assert "does not hash vocab.txt" in _refusal(_tampered(tiny_export[0], tmp_path / "a", unhash))
+    assert "does not list vocab.txt among its processor files" in _refusal(
+        _tampered(tiny_export[0], tmp_path / "b", unlist))
+
+    absent = next(name for name in PROCESSOR_FILES if name not in tiny_export[1]["processor_files"])
+
+    def smuggle(manifest, directory):  # a processor file the export never had: transformers would read it
+        (directory / absent).write_text("{}")
+
+    assert f"does not list {absent} among its processor files" in _refusal(
+        _tampered(tiny_export[0], tmp_path / "c", smuggle))
+
+
+def test_an_export_of_the_first_manifest_format_still_loads(tiny_export, tmp_path):
+    """Exports written before processor files and shapes had sections of their own read as before."""
+    def to_format_1(manifest, directory):
+        manifest["format"] = ONNX_FORMAT_1
+        manifest["graphs"]["cross_kv_shape"] = manifest.pop("shapes")["cross_kv"]
+        del manifest["processor_files"]
+
+    old = _tampered(tiny_export[0], tmp_path, to_format_1)
+    config = dict(backend="onnxruntime", max_new_tokens=10, prompt="a picture of")
+    captions = load_captioner(CaptionerConfig(model=str(old), **config)).caption(IMAGES)
+    assert captions == load_captioner(CaptionerConfig(model=str(tiny_export[0]), **config)).caption(IMAGES)
+
+    def unhashed_format_1(manifest, directory):
+        to_format_1(manifest, directory)
+        del manifest["files"]["decoder.split.onnx"]
+        manifest["files"] = file_hashes(directory, manifest["files"])
+
+    assert "does not hash decoder.split.onnx" in _refusal(_tampered(tiny_export[0], tmp_path / "b", unhashed_format_1))
 
 
 def test_failed_check_is_typed_and_leaves_nothing(tmp_path, tiny_blip_dir):

@@ -124,3 +124,9 @@ def test_tensorrt_engines_caption_like_torch_and_refuse_foreign_engines(tiny_bli
     rebuilt = TensorRTCaptioner(config, force_engine_update=True)
     assert rebuilt.manifest["built_with"]["gpu_name"] == torch.cuda.get_device_name()
     assert rebuilt.caption(IMAGES) == reference.caption(IMAGES)
+
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["files"]["decoder.plan"]  # an engine the manifest no longer hashes is never deserialised
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(ModelLoadError, match="does not hash decoder.plan"):
+        load_captioner(config)

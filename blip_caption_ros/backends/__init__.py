@@ -1,8 +1,9 @@
 """The caption backends: the captioner interface and the registry, with one module per engine beside it.
 
 The family: torch_backend (HF eager), torch_cuda_backend (static-KV CUDA graphs), onnx_backend (ONNX Runtime),
-tensorrt_backend; and what they share: decoding (ids -> published text, greedy/beam over any step function),
-kv_decoder (the static-KV decoder graph), engine_manifest (export hashes), model_loading / model_source (weights and
+tensorrt_backend; and what they share: decoding (caption(), ids -> published text, greedy/beam over any step
+function), static_kv (the GPU backends' static cache and its limits), kv_decoder (the static-KV decoder graph),
+pixels (frames -> pixel_values), engine_manifest (export schema and hashes), model_loading / model_source (weights and
 processor from a directory or the local hub cache), caption_settings (the prompt and length a checkpoint records).
 
 The node, the offline bag captioner and the benchmarks only see `Captioner.caption(images)`; which engine runs the
@@ -76,6 +77,11 @@ class CaptionerConfig:
         if problems:
             raise ValueError("; ".join(problems))
 
+    @property
+    def device_index(self) -> int:
+        """The N of "cuda:N" (0 for "cuda" and "cpu"): the one place a backend reads the GPU number from."""
+        return int(self.device.partition(":")[2] or 0)
+
 
 @runtime_checkable
 class Captioner(Protocol):
@@ -101,7 +107,7 @@ BACKENDS: dict[str, CaptionerFactory | str] = {
 
 
 def register_backend(name: str, factory: CaptionerFactory | str) -> None:
-    """Make `backend: name` loadable (used by later backends and by benchmarks' stand-in models)."""
+    """Make `backend: name` loadable (backends outside this package, benchmarks' stand-in models)."""
     BACKENDS[name] = factory
 
 

@@ -25,7 +25,7 @@ VISION_INPUTS = ("pixel_values",)
 VISION_OUTPUTS = ("cross_kv",)
 DECODER_INPUTS = ("input_ids", "position_ids", "past_mask", "past_kv", "cross_kv")
 DECODER_OUTPUTS = ("logits", "new_kv")
-#: The ONNX Runtime flavour of the decoder (`decoder_split.onnx`, derived from decoder.onnx at export): the same graph
+#: The ONNX Runtime flavour of the decoder (`decoder.split.onnx`, derived from decoder.onnx at export): the same graph
 #: with cross_kv replaced by one [B, heads, N, head_dim] input per layer and key/value, so a runtime can feed views of
 #: the vision output instead of the graph slicing (copying) all layers' cross keys/values on every token.
 SPLIT_DECODER = "decoder_split"

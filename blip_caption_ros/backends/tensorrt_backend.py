@@ -18,8 +18,6 @@ UNVERIFIED here: written against the TensorRT 10 Python API and checked only on 
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,13 +34,15 @@ from .engine_manifest import (
     file_hashes,
     load_export_manifest,
     read_manifest,
+    require_hashed,
+    staged_directory,
     verify_files,
     write_json_atomic,
 )
-from .pixels import model_pixels
+from .static_kv import MAX_BATCH, MAX_PROMPT_TOKENS, StaticKVState
 
-DEFAULT_MAX_BATCH = 6
-DEFAULT_MAX_PROMPT_TOKENS = 16
+#: engine -> its plan file in the engine directory
+ENGINE_FILES = {"vision": "vision.plan", "decoder": "decoder.plan"}
 
 
 class EngineBuildError(RuntimeError):
@@ -75,6 +75,14 @@ def runtime_info(device: int = 0) -> dict:
             "compute_capability": f"{major}.{minor}"}
 
 
+def read_engine_manifest(engine_dir: Path) -> dict:
+    """The engine directory's manifest, refused unless it hashes both plan files (the files this backend opens)."""
+    path = Path(engine_dir) / ENGINE_MANIFEST
+    manifest = read_manifest(path, ENGINE_FORMAT)
+    require_hashed(manifest, ENGINE_FILES.values(), path)
+    return manifest
+
+
 def profile_shapes(onnx_manifest: dict, max_batch: int, max_prompt_tokens: int, max_new_tokens: int) -> dict:
     """min/opt/max shapes of every engine input; the decoder's cache length is fixed (static cache)."""
     model = onnx_manifest["model"]
@@ -99,8 +107,8 @@ def profile_shapes(onnx_manifest: dict, max_batch: int, max_prompt_tokens: int, 
     }
 
 
-def build_engines(export_dir, precision: str = "fp16", max_batch: int = DEFAULT_MAX_BATCH,
-                  max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS, max_new_tokens: int = 20,
+def build_engines(export_dir, precision: str = "fp16", max_batch: int = MAX_BATCH,
+                  max_prompt_tokens: int = MAX_PROMPT_TOKENS, max_new_tokens: int = 20,
                   workspace_gb: float = 4.0) -> dict:
     """Build vision and decoder engines from the export's ONNX files into `<export>/tensorrt`; returns the manifest.
 
@@ -114,8 +122,7 @@ def build_engines(export_dir, precision: str = "fp16", max_batch: int = DEFAULT_
         raise EngineBuildError(f"precision {precision!r}: engines are built fp16 or fp32")
     shapes = profile_shapes(onnx_manifest, max_batch, max_prompt_tokens, max_new_tokens)
     logger = trt.Logger(trt.Logger.WARNING)
-    staging = Path(tempfile.mkdtemp(prefix=".tensorrt.partial-", dir=export_dir))
-    try:
+    with staged_directory(export_dir / ENGINE_DIR) as staging:
         timings = {}
         for name in ("vision", "decoder"):
             started = time.monotonic()
@@ -139,26 +146,18 @@ def build_engines(export_dir, precision: str = "fp16", max_batch: int = DEFAULT_
             serialized = builder.build_serialized_network(network, config)
             if serialized is None:
                 raise EngineBuildError(f"TensorRT failed to build the {name} engine (see the log above)")
-            (staging / f"{name}.plan").write_bytes(bytes(serialized))
+            (staging / ENGINE_FILES[name]).write_bytes(bytes(serialized))
             timings[name] = round(time.monotonic() - started, 1)
-        onnx_files = {graph["file"] for key, graph in onnx_manifest["graphs"].items() if isinstance(graph, dict)}
-        processor_files = sorted(set(onnx_manifest["files"]) - {f for f in onnx_manifest["files"]
-                                                                 if f.split(".")[0] in ("vision", "decoder")})
+        onnx_files = {graph["file"] for graph in onnx_manifest["graphs"].values()}
+        processor_files = onnx_manifest["processor_files"]
         manifest = {
             "format": ENGINE_FORMAT, "precision": precision, "built_with": runtime_info(),
             "onnx_sha256": {f: onnx_manifest["files"][f] for f in sorted(onnx_files)},
             "processor_files": {f: onnx_manifest["files"][f] for f in processor_files},
             "profiles": shapes, "tokens": onnx_manifest["tokens"], "model": onnx_manifest["model"],
-            "build_s": timings, "files": file_hashes(staging, ["vision.plan", "decoder.plan"]),
+            "build_s": timings, "files": file_hashes(staging, ENGINE_FILES.values()),
         }
         write_json_atomic(staging / ENGINE_MANIFEST, manifest)
-        target = export_dir / ENGINE_DIR
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return manifest
 
 
@@ -169,9 +168,9 @@ class TensorRTCaptioner:
         self.config = config
         self.model_name = config.model
         export_dir = Path(config.model)
-        engine_dir = Path(engine_dir or getattr(config, "engine_dir", "") or export_dir / ENGINE_DIR)
+        engine_dir = Path(engine_dir or config.engine_dir or export_dir / ENGINE_DIR)
         if force_engine_update is None:
-            force_engine_update = bool(getattr(config, "force_engine_update", False))
+            force_engine_update = config.force_engine_update
         if not export_dir.is_dir():
             raise ModelLoadError(config.model, "no such directory (the tensorrt backend loads a blip-export dir)")
         if not config.device.startswith("cuda"):
@@ -185,7 +184,7 @@ class TensorRTCaptioner:
             from .model_loading import ModelFilesError, load_processor
 
             self.onnx_manifest = load_export_manifest(export_dir)
-            runtime = runtime_info(_device_index(config.device))
+            runtime = runtime_info(config.device_index)
             self.manifest = self._engine_manifest(engine_dir, runtime, force_engine_update, export_dir)
             verify_files(engine_dir, self.manifest)
             self.processor = load_processor(export_dir)
@@ -197,8 +196,8 @@ class TensorRTCaptioner:
         self.device = torch.device(config.device)
         logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(logger)
-        self.engines = {name: _Engine(trt, self._runtime, engine_dir / f"{name}.plan", self.device)
-                        for name in ("vision", "decoder")}
+        self.engines = {name: _Engine(trt, self._runtime, engine_dir / file, self.device)
+                        for name, file in ENGINE_FILES.items()}
         profiles = self.manifest["profiles"]
         self.max_batch, self.cache_length = profiles["max_batch"], profiles["cache_length"]
         self.max_prompt_tokens = profiles["max_prompt_tokens"]
@@ -212,7 +211,7 @@ class TensorRTCaptioner:
 
     def _engine_manifest(self, engine_dir: Path, runtime: dict, force: bool, export_dir: Path) -> dict:
         try:
-            manifest = read_manifest(engine_dir / ENGINE_MANIFEST, ENGINE_FORMAT)
+            manifest = read_engine_manifest(engine_dir)
             check_engine_manifest(manifest, runtime, self.onnx_manifest)
             return manifest
         except ManifestError:
@@ -226,20 +225,13 @@ class TensorRTCaptioner:
     # ------------------------------------------------------------------------------------------------------------
 
     def caption(self, images: Sequence[np.ndarray], prompt: str | None = None) -> list[str]:
-        import torch
+        from .decoding import caption_images
 
-        from .decoding import captions_from_ids, start_ids
-
-        if not images:
-            return []
-        prompt = self.config.prompt if prompt is None else prompt
-        pixels = torch.from_numpy(model_pixels(self.processor, images))
-        start = start_ids(self.processor.tokenizer, prompt, self.bos, len(images))
-        ids = self.generate_ids(pixels, start, self.config.max_new_tokens, num_beams=self.config.num_beams)
-        return captions_from_ids(self.processor.tokenizer, ids.cpu(), prompt)
+        return caption_images(self.generate_ids, self.processor, self.config, self.bos, images, prompt)
 
     def generate_ids(self, pixels, start, max_new_tokens: int, min_new_tokens: int = 0, num_beams: int = 1):
-        from .decoding import DecodeSettings, decode
+        """Start ids + generated ids on the GPU; `pixels` (numpy or torch) [images, 3, size, size]."""
+        from .decoding import decode
 
         torch = self._torch
         images, rows = pixels.shape[0], pixels.shape[0] * num_beams
@@ -253,15 +245,26 @@ class TensorRTCaptioner:
         if problems:
             raise ValueError("; ".join(problems))
         buffers = self._buffers
-        pixels = pixels.to(self.device, torch.float32).contiguous()
+        pixels = torch.as_tensor(pixels).to(self.device, torch.float32).contiguous()
         cross = buffers.cross(images)
         self.engines["vision"].run({"pixel_values": pixels}, {"cross_kv": cross})
         if num_beams > 1:
             buffers.cross(rows).copy_(cross.repeat_interleave(num_beams, dim=2))
-        settings = DecodeSettings(max_new_tokens=max_new_tokens, eos_token_id=self.eos, pad_token_id=self.pad,
-                                  min_new_tokens=min_new_tokens, num_beams=num_beams)
-        return decode(lambda n: _TrtDecoderState(self.engines["decoder"], buffers, n), start.to(self.device),
-                      settings)
+        return decode(self._state, start.to(self.device), max_new_tokens=max_new_tokens, eos_token_id=self.eos,
+                      pad_token_id=self.pad, min_new_tokens=min_new_tokens, num_beams=num_beams)
+
+    def _state(self, rows: int) -> StaticKVState:
+        buffers, engine = self._buffers, self.engines["decoder"]
+        cache, mask = buffers.cache(rows), buffers.mask(rows)
+
+        def run(input_ids, positions):
+            new_kv, logits = buffers.new_kv(rows, input_ids.shape[1]), buffers.logits(rows)
+            engine.run({"input_ids": input_ids.contiguous(), "position_ids": positions.contiguous(),
+                        "past_mask": mask, "past_kv": cache, "cross_kv": buffers.cross(rows)},
+                       {"logits": logits, "new_kv": new_kv})
+            return logits, new_kv
+
+        return StaticKVState(cache, mask, run)
 
 
 class _StaticBuffers:
@@ -304,32 +307,6 @@ class _StaticBuffers:
         return self._view("logits", (rows, self.layout[4]))
 
 
-class _TrtDecoderState:
-    def __init__(self, engine, buffers: _StaticBuffers, rows: int):
-        self.engine, self.buffers, self.rows = engine, buffers, rows
-        self.filled = 0
-        buffers.mask(rows).zero_()
-
-    def step(self, input_ids):
-        torch, buffers, rows = self.buffers.torch, self.buffers, self.rows
-        new = input_ids.shape[1]
-        positions = torch.arange(self.filled, self.filled + new, device=buffers.device).expand(rows, new)
-        new_kv, logits = buffers.new_kv(rows, new), buffers.logits(rows)
-        cache, mask = buffers.cache(rows), buffers.mask(rows)
-        self.engine.run(
-            {"input_ids": input_ids.contiguous(), "position_ids": positions.contiguous(), "past_mask": mask,
-             "past_kv": cache, "cross_kv": buffers.cross(rows)},
-            {"logits": logits, "new_kv": new_kv})
-        cache[:, :, :, :, self.filled: self.filled + new].copy_(new_kv)
-        mask[:, self.filled: self.filled + new] = 1
-        self.filled += new
-        return logits.clone()  # the next step overwrites the buffer; decoding may still be reading it
-
-    def reorder(self, rows) -> None:
-        cache = self.buffers.cache(self.rows)
-        cache.copy_(cache.index_select(2, rows))
-
-
 class _Engine:
     """One deserialised engine and its execution context; runs on torch's current CUDA stream."""
 
@@ -361,6 +338,3 @@ class _Engine:
         if not context.execute_async_v3(self.torch.cuda.current_stream().cuda_stream):
             raise RuntimeError(f"{self.path.name}: execute_async_v3 failed")
 
-
-def _device_index(device: str) -> int:
-    return int(device.partition(":")[2] or 0)

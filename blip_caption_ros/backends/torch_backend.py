@@ -19,36 +19,46 @@ from .pixels import model_pixels
 _DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
+def load_model_on_device(config: CaptionerConfig, backend: str):
+    """(BlipForConditionalGeneration on config.device in config.precision, eval mode; its processor) for the torch
+    backends; any failure is a ModelLoadError line. The source is checked before torch's import (seconds), so a
+    missing model or an uncached hub id is reported at once."""
+    from .model_source import ModelFilesError, check_local_hub_model, resolve_source
+
+    try:
+        check_local_hub_model(config.model) if not config.allow_download else resolve_source(config.model)
+    except ModelFilesError as exc:
+        raise ModelLoadError(config.model, exc.reason) from None
+    try:
+        import torch
+        import transformers
+
+        from .model_loading import load_blip
+    except ImportError as exc:
+        raise ModelLoadError(config.model, f"the {backend} backend needs torch and transformers ({exc})") from exc
+    if config.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError(config.model, f"device {config.device!r} requested but CUDA is not available")
+    transformers.utils.logging.disable_progress_bar()
+    try:
+        model, processor = load_blip(config.model, dtype=getattr(torch, _DTYPES[config.precision]),
+                                     allow_download=config.allow_download)
+    except ModelFilesError as exc:
+        raise ModelLoadError(config.model, exc.reason) from exc
+    return model.to(config.device).eval(), processor
+
+
 class TorchCaptioner:
     backend = "torch"
 
     def __init__(self, config: CaptionerConfig):
-        from .model_source import ModelFilesError, check_local_hub_model, resolve_source
-
-        try:  # before torch's import (seconds): a missing model or uncached hub id is reported at once
-            check_local_hub_model(config.model) if not config.allow_download else resolve_source(config.model)
-        except ModelFilesError as exc:
-            raise ModelLoadError(config.model, exc.reason) from None
-        try:
-            import torch
-            import transformers
-
-            from .model_loading import load_blip
-        except ImportError as exc:
-            raise ModelLoadError(config.model, f"the torch backend needs torch and transformers ({exc})") from exc
-        self.config = config
-        self.model_name = config.model
-        if config.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ModelLoadError(config.model, f"device {config.device!r} requested but CUDA is not available")
         if config.precision == "fp16" and config.device == "cpu":
             raise ModelLoadError(config.model, "fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
-        self._dtype = getattr(torch, _DTYPES[config.precision])
-        transformers.utils.logging.disable_progress_bar()
-        try:
-            model, self.processor = load_blip(config.model, dtype=self._dtype, allow_download=config.allow_download)
-        except ModelFilesError as exc:
-            raise ModelLoadError(config.model, exc.reason) from exc
-        self.model = model.to(config.device).eval()
+        self.config = config
+        self.model_name = config.model
+        self.model, self.processor = load_model_on_device(config, self.backend)
+        self._dtype = self.model.dtype
+        import torch
+
         self._torch = torch
 
     def caption(self, images: Sequence[np.ndarray], prompt: str | None = None) -> list[str]:

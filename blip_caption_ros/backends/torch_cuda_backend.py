@@ -18,10 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import CaptionerConfig, ModelLoadError
-from .pixels import model_pixels
-
-_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
-MAX_PROMPT_TOKENS = 16
+from .static_kv import MAX_PROMPT_TOKENS, StaticKVState
 
 
 class StaticCacheGenerator:
@@ -82,7 +79,8 @@ class StaticCacheGenerator:
         static["graph"] = graph
 
     def generate_ids(self, pixel_values, start, max_new_tokens: int, min_new_tokens: int = 0, num_beams: int = 1):
-        from .decoding import DecodeSettings, decode
+        """Start ids + generated ids on the model's device; `pixel_values` (numpy or torch) [images, 3, size, size]."""
+        from .decoding import decode
 
         torch = self.torch
         rows = pixel_values.shape[0] * num_beams
@@ -90,91 +88,51 @@ class StaticCacheGenerator:
                 start.shape[1] + max_new_tokens > self.cache_len:
             raise ValueError(f"{rows} rows / {start.shape[1]} prompt tokens / {max_new_tokens} new tokens exceed the "
                              f"preallocated {self.max_rows} rows / {self.max_prompt} / cache {self.cache_len}")
-        settings = DecodeSettings(max_new_tokens=max_new_tokens, eos_token_id=self.eos, pad_token_id=self.pad,
-                                  min_new_tokens=min_new_tokens, num_beams=num_beams)
         with torch.inference_mode():
-            cross = self.vision(pixel_values.to(self.device, self.dtype))
+            cross = self.vision(torch.as_tensor(pixel_values).to(self.device, self.dtype))
             if num_beams > 1:
                 cross = cross.repeat_interleave(num_beams, dim=2)
             static = self._static(rows)
             if static["cross"] is None:
                 static["cross"] = torch.empty_like(cross)
             static["cross"].copy_(cross)
-            return decode(lambda n: _StaticState(self, static), start.to(self.device), settings)
+            return decode(lambda n: self._state(static), start.to(self.device), max_new_tokens=max_new_tokens,
+                          eos_token_id=self.eos, pad_token_id=self.pad, min_new_tokens=min_new_tokens,
+                          num_beams=num_beams)
 
+    def _state(self, static: dict) -> StaticKVState:
+        def run(input_ids, positions):
+            return self.decoder(input_ids, positions, static["mask"], static["cache"], static["cross"])
 
-class _StaticState:
-    def __init__(self, generator: StaticCacheGenerator, static: dict):
-        self.generator, self.static = generator, static
-        self.filled = 0
-        static["mask"].zero_()
-
-    def step(self, input_ids):
-        generator, static, torch = self.generator, self.static, self.generator.torch
-        new = input_ids.shape[1]
-        if new > 1 or not generator.cuda_graphs:
-            positions = torch.arange(self.filled, self.filled + new, device=generator.device)
-            positions = positions.expand(input_ids.shape[0], new)
-            logits, new_kv = generator.decoder(input_ids, positions, static["mask"], static["cache"], static["cross"])
-            static["cache"][:, :, :, :, self.filled: self.filled + new] = new_kv
-            static["mask"][:, self.filled: self.filled + new] = 1
-        else:
+        def replay(input_ids, slot):
             static["ids"].copy_(input_ids)
-            static["positions"].fill_(self.filled)
-            static["slot"].fill_(self.filled)
+            static["positions"].fill_(slot)
+            static["slot"].fill_(slot)
             if static["graph"] is None:
-                generator._capture(static)
-                static["mask"][:, self.filled] = 0  # capture's warm-up wrote this slot; replay writes it again
+                self._capture(static)
+                static["mask"][:, slot] = 0  # capture's warm-up wrote this slot; replay writes it again
             static["graph"].replay()
-            logits = static["logits"]
-        self.filled += new
-        return logits.to(torch.float32, copy=True)  # the next replay overwrites the graph's output
+            return static["logits"]
 
-    def reorder(self, rows) -> None:
-        cache = self.static["cache"]
-        cache.copy_(cache.index_select(2, rows.to(cache.device)))
+        return StaticKVState(static["cache"], static["mask"], run, replay if self.cuda_graphs else None)
 
 
 class TorchCudaCaptioner:
     backend = "torch-cuda"
 
     def __init__(self, config: CaptionerConfig, max_rows: int = 8):
-        try:
-            import torch
-            import transformers
+        from .torch_backend import load_model_on_device
 
-            from .model_loading import ModelFilesError, load_blip, resolve_source
-        except ImportError as exc:
-            raise ModelLoadError(config.model, f"the torch-cuda backend needs torch and transformers ({exc})") from exc
-        try:
-            resolve_source(config.model)
-        except ModelFilesError as exc:
-            raise ModelLoadError(config.model, exc.reason) from None
         if not config.device.startswith("cuda"):
             raise ModelLoadError(config.model, f"the torch-cuda backend runs on cuda[:N], not {config.device!r} "
                                  "(use backend torch or onnxruntime on the CPU)")
-        if not torch.cuda.is_available():
-            raise ModelLoadError(config.model, f"device {config.device!r} requested but CUDA is not available")
         self.config, self.model_name = config, config.model
-        transformers.utils.logging.disable_progress_bar()
-        try:
-            model, self.processor = load_blip(config.model, dtype=getattr(torch, _DTYPES[config.precision]),
-                                              allow_download=config.allow_download)
-        except ModelFilesError as exc:
-            raise ModelLoadError(config.model, exc.reason) from exc
-        model = model.to(config.device).eval()
+        model, self.processor = load_model_on_device(config, self.backend)
         self.generator = StaticCacheGenerator(model, max_rows=max_rows * max(1, config.num_beams),
                                               max_new_tokens=config.max_new_tokens)
 
     def caption(self, images: Sequence[np.ndarray], prompt: str | None = None) -> list[str]:
-        import torch
+        from .decoding import caption_images
 
-        from .decoding import captions_from_ids, start_ids
-
-        if not images:
-            return []
-        prompt = self.config.prompt if prompt is None else prompt
-        pixels = torch.from_numpy(model_pixels(self.processor, images))
-        start = start_ids(self.processor.tokenizer, prompt, self.generator.bos, len(images))
-        ids = self.generator.generate_ids(pixels, start, self.config.max_new_tokens, num_beams=self.config.num_beams)
-        return captions_from_ids(self.processor.tokenizer, ids.cpu(), prompt)
+        return caption_images(self.generator.generate_ids, self.processor, self.config, self.generator.bos, images,
+                              prompt)
