@@ -52,10 +52,11 @@ def test_fp32_pins_f32_inference_precision(export_dir):
 def test_ids_equal_onnxruntime_token_for_token(export_dir):
     """Below the published text: the generated ids of both runtimes of the same export are identical."""
     from blip_caption_ros.backends.decoding import start_ids
+    from blip_caption_ros.backends.pixels import model_pixels
 
     onnx = load_captioner(CaptionerConfig(model=str(export_dir), backend="onnxruntime"))
     openvino = _openvino(export_dir)
-    pixels = openvino.processor(images=IMAGES, return_tensors="np").pixel_values
+    pixels = model_pixels(openvino.processor, IMAGES)
     start = start_ids(openvino.processor.tokenizer, "a picture of", openvino.bos, len(IMAGES))
     np.testing.assert_allclose(openvino.encode(pixels), onnx.encode(pixels), rtol=1e-4, atol=1e-5)
     ids = openvino.generate_ids(pixels, start, 15, min_new_tokens=15)
