@@ -284,11 +284,10 @@ def derive_split_decoder(out_dir: Path, model, decoder_section: dict) -> dict:
 def _ort_session(path: Path):
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.log_severity_level = 3
+    from blip_caption_ros.backends.onnx_backend import session_options
+
     try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(path), session_options(ort), providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
         raise ExportError(f"onnxruntime cannot load {path}: {str(exc).splitlines()[0]}") from exc
 

@@ -106,6 +106,11 @@ class CaptionerConfig:
         if problems:
             raise ValueError("; ".join(problems))
 
+    @property
+    def device_index(self) -> int:
+        """The N of "cuda:N" (0 for "cuda" and "cpu"): the one place a backend reads the GPU number from."""
+        return int(self.device.partition(":")[2] or 0)
+
 
 @runtime_checkable
 class Captioner(Protocol):

@@ -1,6 +1,6 @@
 """Greedy and beam-search decoding over an explicit KV cache, shared by the ONNX Runtime, TensorRT and torch-cuda
-backends, and the one function that turns generated ids into the published caption (`captions_from_ids`, used by
-every backend and by blip-eval).
+backends, their one `caption()` (`caption_images`), and the one function that turns generated ids into the published
+caption (`captions_from_ids`, used by every backend and by blip-eval).
 
 A backend supplies a `DecoderState`: `step(input_ids)` runs the decoder on the new tokens of every row (the whole
 prompt on the first call, one token afterwards), keeps their keys/values and returns the last position's logits;
@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import torch
+
+from .pixels import model_pixels
 
 
 class DecoderState(Protocol):
@@ -43,12 +45,15 @@ class DecodeSettings:
     num_beams: int = 1
 
 
-def decode(state_factory, prompt_ids: torch.Tensor, settings: DecodeSettings) -> torch.Tensor:
+def decode(state_factory, prompt_ids: torch.Tensor, *, max_new_tokens: int, eos_token_id: int, pad_token_id: int,
+           min_new_tokens: int = 0, num_beams: int = 1) -> torch.Tensor:
     """prompt + generated ids [batch, prompt + new], pad after eos, as `generate` returns them.
 
     `state_factory(rows)` builds a fresh DecoderState for `rows` = batch * num_beams cache rows (the backend repeats
     the image's cross keys/values per beam).
     """
+    settings = DecodeSettings(max_new_tokens=max_new_tokens, eos_token_id=eos_token_id, pad_token_id=pad_token_id,
+                              min_new_tokens=min_new_tokens, num_beams=num_beams)
     if settings.num_beams == 1:
         return greedy(state_factory(prompt_ids.shape[0]), prompt_ids, settings)
     return beam_search(state_factory(prompt_ids.shape[0] * settings.num_beams), prompt_ids, settings)
@@ -138,6 +143,21 @@ def _add(hyps: list, beams: int, sequence: torch.Tensor, score: float) -> None:
     hyps.append((score, sequence))
     if len(hyps) > beams:
         hyps.remove(min(hyps, key=lambda h: h[0]))
+
+
+def caption_images(generate_ids, processor, config, bos_token_id: int, images, prompt: str | None = None) -> list[str]:
+    """`Captioner.caption` of the backends that decode with `decode` (ONNX Runtime, TensorRT, torch-cuda).
+
+    The images' pixels (pixels.model_pixels, numpy float32) and [bos] + prompt go to the backend's
+    `generate_ids(pixels, start, max_new_tokens, num_beams=...)`; its ids become the published text. `config` is the
+    backend's CaptionerConfig: its prompt (unless `prompt` overrides it), max_new_tokens and num_beams.
+    """
+    if not images:
+        return []
+    prompt = config.prompt if prompt is None else prompt
+    start = start_ids(processor.tokenizer, prompt, bos_token_id, len(images))
+    ids = generate_ids(model_pixels(processor, images), start, config.max_new_tokens, num_beams=config.num_beams)
+    return captions_from_ids(processor.tokenizer, ids.cpu(), prompt)
 
 
 def start_ids(tokenizer, prompt: str, bos_token_id: int, batch: int) -> torch.Tensor:

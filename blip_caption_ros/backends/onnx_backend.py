@@ -17,13 +17,12 @@ import numpy as np
 from . import CaptionerConfig, ModelLoadError
 from .engine_manifest import ManifestError, load_export_manifest
 from .kv_decoder import SPLIT_DECODER
-from .pixels import model_pixels
 
 
 class OnnxCaptioner:
     backend = "onnxruntime"
 
-    def __init__(self, config: CaptionerConfig, verify: bool = True, threads: int = 0, split_cross: bool = True):
+    def __init__(self, config: CaptionerConfig, verify: bool = True, split_cross: bool = True):
         self.config = config
         self.model_name = config.model
         export_dir = Path(config.model)
@@ -44,11 +43,7 @@ class OnnxCaptioner:
         providers, precision_problem = _providers(ort, config)
         if precision_problem:
             raise ModelLoadError(config.model, precision_problem)
-        options = ort.SessionOptions()
-        # ORT's worker threads busy-wait by default, which slows torch (and the node) 3x in the same process.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.intra_op_num_threads = threads
-        options.log_severity_level = 3
+        options = session_options(ort)
         # The split-cross decoder reads each layer's image keys/values in place; older exports only have decoder.onnx,
         # whose cross_kv input is sliced (copied) inside the graph on every token. split_cross=False forces decoder.onnx
         # (the latency benchmark compares both).
@@ -80,15 +75,9 @@ class OnnxCaptioner:
     # ------------------------------------------------------------------------------------------------------------
 
     def caption(self, images: Sequence[np.ndarray], prompt: str | None = None) -> list[str]:
-        from .decoding import captions_from_ids, start_ids
+        from .decoding import caption_images
 
-        if not images:
-            return []
-        prompt = self.config.prompt if prompt is None else prompt
-        pixels = model_pixels(self.processor, images)
-        start = start_ids(self.processor.tokenizer, prompt, self.bos, len(images))
-        ids = self.generate_ids(pixels, start, self.config.max_new_tokens, num_beams=self.config.num_beams)
-        return captions_from_ids(self.processor.tokenizer, ids, prompt)
+        return caption_images(self.generate_ids, self.processor, self.config, self.bos, images, prompt)
 
     def encode(self, pixels: np.ndarray) -> np.ndarray:
         """cross_kv [layers, 2, batch, heads, image tokens, head_dim] of preprocessed images."""
@@ -97,14 +86,13 @@ class OnnxCaptioner:
     def generate_ids(self, pixels: np.ndarray, start, max_new_tokens: int, min_new_tokens: int = 0,
                      num_beams: int = 1):
         """Start ids + generated ids (torch int64), as `generate` returns them."""
-        from .decoding import DecodeSettings, decode
+        from .decoding import decode
 
         cross_kv = self.encode(pixels)
-        settings = DecodeSettings(max_new_tokens=max_new_tokens, eos_token_id=self.eos, pad_token_id=self.pad,
-                                  min_new_tokens=min_new_tokens, num_beams=num_beams)
         if num_beams > 1:
             cross_kv = np.repeat(cross_kv, num_beams, axis=2)
-        return decode(lambda rows: self.decoder_state(cross_kv), start, settings)
+        return decode(lambda rows: self.decoder_state(cross_kv), start, max_new_tokens=max_new_tokens,
+                      eos_token_id=self.eos, pad_token_id=self.pad, min_new_tokens=min_new_tokens, num_beams=num_beams)
 
     def decoder_state(self, cross_kv: np.ndarray) -> _OrtDecoderState:
         """A fresh KV cache over `encode`'s cross_kv (rows = its batch axis) for decoding.decode."""
@@ -141,6 +129,15 @@ class _OrtDecoderState:
         self.past = np.ascontiguousarray(self.past[:, :, rows.numpy()])
 
 
+def session_options(ort):
+    """The SessionOptions of every ONNX Runtime session of the project (this backend and blip-export's checks)."""
+    options = ort.SessionOptions()
+    # ORT's worker threads busy-wait by default, which slows torch (and the node) 3x in the same process.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    return options
+
+
 def _providers(ort, config: CaptionerConfig) -> tuple[list, str]:
     """Execution providers for config.device, and a reason the precision cannot be honoured (or "")."""
     if config.device == "cpu":
@@ -148,7 +145,7 @@ def _providers(ort, config: CaptionerConfig) -> tuple[list, str]:
             return [], (f"precision {config.precision!r}: the onnxruntime backend runs the exported fp32 graphs on "
                         "the CPU (use an int8 export for speed, or the torch backend for bf16)")
         return ["CPUExecutionProvider"], ""
-    device_id = int(config.device.partition(":")[2] or 0)
+    device_id = config.device_index
     available = ort.get_available_providers()
     if "CUDAExecutionProvider" not in available:
         return [], (f"device {config.device!r}: this onnxruntime has no CUDA execution provider "

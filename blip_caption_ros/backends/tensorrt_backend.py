@@ -39,7 +39,6 @@ from .engine_manifest import (
     verify_files,
     write_json_atomic,
 )
-from .pixels import model_pixels
 
 DEFAULT_MAX_BATCH = 6
 DEFAULT_MAX_PROMPT_TOKENS = 16
@@ -185,7 +184,7 @@ class TensorRTCaptioner:
             from .model_loading import ModelFilesError, load_processor
 
             self.onnx_manifest = load_export_manifest(export_dir)
-            runtime = runtime_info(_device_index(config.device))
+            runtime = runtime_info(config.device_index)
             self.manifest = self._engine_manifest(engine_dir, runtime, force_engine_update, export_dir)
             verify_files(engine_dir, self.manifest)
             self.processor = load_processor(export_dir)
@@ -226,20 +225,13 @@ class TensorRTCaptioner:
     # ------------------------------------------------------------------------------------------------------------
 
     def caption(self, images: Sequence[np.ndarray], prompt: str | None = None) -> list[str]:
-        import torch
+        from .decoding import caption_images
 
-        from .decoding import captions_from_ids, start_ids
-
-        if not images:
-            return []
-        prompt = self.config.prompt if prompt is None else prompt
-        pixels = torch.from_numpy(model_pixels(self.processor, images))
-        start = start_ids(self.processor.tokenizer, prompt, self.bos, len(images))
-        ids = self.generate_ids(pixels, start, self.config.max_new_tokens, num_beams=self.config.num_beams)
-        return captions_from_ids(self.processor.tokenizer, ids.cpu(), prompt)
+        return caption_images(self.generate_ids, self.processor, self.config, self.bos, images, prompt)
 
     def generate_ids(self, pixels, start, max_new_tokens: int, min_new_tokens: int = 0, num_beams: int = 1):
-        from .decoding import DecodeSettings, decode
+        """Start ids + generated ids on the GPU; `pixels` (numpy or torch) [images, 3, size, size]."""
+        from .decoding import decode
 
         torch = self._torch
         images, rows = pixels.shape[0], pixels.shape[0] * num_beams
@@ -253,15 +245,14 @@ class TensorRTCaptioner:
         if problems:
             raise ValueError("; ".join(problems))
         buffers = self._buffers
-        pixels = pixels.to(self.device, torch.float32).contiguous()
+        pixels = torch.as_tensor(pixels).to(self.device, torch.float32).contiguous()
         cross = buffers.cross(images)
         self.engines["vision"].run({"pixel_values": pixels}, {"cross_kv": cross})
         if num_beams > 1:
             buffers.cross(rows).copy_(cross.repeat_interleave(num_beams, dim=2))
-        settings = DecodeSettings(max_new_tokens=max_new_tokens, eos_token_id=self.eos, pad_token_id=self.pad,
-                                  min_new_tokens=min_new_tokens, num_beams=num_beams)
         return decode(lambda n: _TrtDecoderState(self.engines["decoder"], buffers, n), start.to(self.device),
-                      settings)
+                      max_new_tokens=max_new_tokens, eos_token_id=self.eos, pad_token_id=self.pad,
+                      min_new_tokens=min_new_tokens, num_beams=num_beams)
 
 
 class _StaticBuffers:
@@ -361,6 +352,3 @@ class _Engine:
         if not context.execute_async_v3(self.torch.cuda.current_stream().cuda_stream):
             raise RuntimeError(f"{self.path.name}: execute_async_v3 failed")
 
-
-def _device_index(device: str) -> int:
-    return int(device.partition(":")[2] or 0)

@@ -18,7 +18,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import CaptionerConfig, ModelLoadError
-from .pixels import model_pixels
 
 _DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 MAX_PROMPT_TOKENS = 16
@@ -82,7 +81,8 @@ class StaticCacheGenerator:
         static["graph"] = graph
 
     def generate_ids(self, pixel_values, start, max_new_tokens: int, min_new_tokens: int = 0, num_beams: int = 1):
-        from .decoding import DecodeSettings, decode
+        """Start ids + generated ids on the model's device; `pixel_values` (numpy or torch) [images, 3, size, size]."""
+        from .decoding import decode
 
         torch = self.torch
         rows = pixel_values.shape[0] * num_beams
@@ -90,17 +90,17 @@ class StaticCacheGenerator:
                 start.shape[1] + max_new_tokens > self.cache_len:
             raise ValueError(f"{rows} rows / {start.shape[1]} prompt tokens / {max_new_tokens} new tokens exceed the "
                              f"preallocated {self.max_rows} rows / {self.max_prompt} / cache {self.cache_len}")
-        settings = DecodeSettings(max_new_tokens=max_new_tokens, eos_token_id=self.eos, pad_token_id=self.pad,
-                                  min_new_tokens=min_new_tokens, num_beams=num_beams)
         with torch.inference_mode():
-            cross = self.vision(pixel_values.to(self.device, self.dtype))
+            cross = self.vision(torch.as_tensor(pixel_values).to(self.device, self.dtype))
             if num_beams > 1:
                 cross = cross.repeat_interleave(num_beams, dim=2)
             static = self._static(rows)
             if static["cross"] is None:
                 static["cross"] = torch.empty_like(cross)
             static["cross"].copy_(cross)
-            return decode(lambda n: _StaticState(self, static), start.to(self.device), settings)
+            return decode(lambda n: _StaticState(self, static), start.to(self.device), max_new_tokens=max_new_tokens,
+                          eos_token_id=self.eos, pad_token_id=self.pad, min_new_tokens=min_new_tokens,
+                          num_beams=num_beams)
 
 
 class _StaticState:
@@ -167,14 +167,7 @@ class TorchCudaCaptioner:
                                               max_new_tokens=config.max_new_tokens)
 
     def caption(self, images: Sequence[np.ndarray], prompt: str | None = None) -> list[str]:
-        import torch
+        from .decoding import caption_images
 
-        from .decoding import captions_from_ids, start_ids
-
-        if not images:
-            return []
-        prompt = self.config.prompt if prompt is None else prompt
-        pixels = torch.from_numpy(model_pixels(self.processor, images))
-        start = start_ids(self.processor.tokenizer, prompt, self.generator.bos, len(images))
-        ids = self.generator.generate_ids(pixels, start, self.config.max_new_tokens, num_beams=self.config.num_beams)
-        return captions_from_ids(self.processor.tokenizer, ids.cpu(), prompt)
+        return caption_images(self.generator.generate_ids, self.processor, self.config, self.generator.bos, images,
+                              prompt)
