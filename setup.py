@@ -38,6 +38,7 @@ setup(
         "openvino": ["openvino>=2024.0"],  # x86 CPUs, Intel GPUs/NPUs; reads blip-export's ONNX graphs
         "tensorrt": ["tensorrt>=10"],  # x86_64; JetPack ships TensorRT on Jetson
         "bags": ["rosbags>=0.10", "mcap>=1.1", "mcap-ros2-support>=0.5"],
+        "fleet": ["ray>=2.9", "duckdb>=1.0"],  # caption-bags (Ray), caption-index / caption-search (DuckDB)
     },
     zip_safe=True,
     maintainer="blip_caption_ros maintainers",
@@ -59,6 +60,9 @@ setup(
             "blip-synth = blip_train.synthetic:main",
             "blip-synth-drive = blip_train.synthetic_drive:main",
             "bdd-to-bag = blip_train.bdd_to_bag:main",
+            "caption-bags = blip_train.fleet:main",
+            "caption-index = blip_train.scenario_index:main",
+            "caption-search = blip_train.scenario_search:main",
         ],
     },
 )

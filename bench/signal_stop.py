@@ -19,7 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from node_harness import ros_environment, start_node
+from node_harness import start_node
+from ros_helpers import loopback_ros_environment
 
 BAD_OUTPUT = ("Traceback", "terminate called", "RCLError")
 KINDS = ("sigint", "double-sigint", "sigterm")
@@ -102,7 +103,7 @@ def main(argv=None) -> int:
     kinds = [k for k in args.kinds.split(",") if k]
     if not set(kinds) <= set(KINDS):
         parser.error(f"--kinds: unknown {sorted(set(kinds) - set(KINDS))}")
-    ros_environment()
+    loopback_ros_environment("signal_stop_ros_home_", own_domain=False)
     import rclpy
 
     rclpy.init()

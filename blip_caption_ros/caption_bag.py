@@ -204,10 +204,8 @@ def caption_bag(bag: Path, out: Path, captioner, cameras: list[str] | None = Non
     return runner.stats
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="caption-bag", description=__doc__.split("\n\n")[0])
-    parser.add_argument("bag", type=Path, help="input rosbag2 (directory, .mcap or .db3)")
-    parser.add_argument("--out", type=Path, required=True, help="output rosbag2 directory (MCAP storage)")
+def add_caption_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model and captioning flags, shared with the many-bag tool so both caption a drive the same way."""
     parser.add_argument("--model", required=True, help="save_pretrained directory, export directory or hub id")
     parser.add_argument("--backend", default="torch", help="captioner backend (default torch)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
@@ -226,25 +224,44 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lidar-topic", default="/lidar/points", help="'' disables")
     parser.add_argument("--radar-topic", default="/radar/points", help="'' disables")
     parser.add_argument("--no-overlay", action="store_true", help="do not write the overlay images")
-    args = parser.parse_args(argv)
+
+
+def captioner_config(args: argparse.Namespace) -> CaptionerConfig:
+    """The captioner the flags of add_caption_arguments describe; says which of the model's settings they override.
+
+    Raises CaptionSettingsError for a model whose recorded settings cannot be read.
+    """
+    overrides = model_caption_settings(args.model).overrides(
+        prompt=args.prompt, max_new_tokens=args.max_new_tokens, num_beams=args.num_beams)
+    if overrides:
+        print(f"note: overriding the model's caption settings: {'; '.join(overrides)}", file=sys.stderr)
+    return CaptionerConfig(
+        model=args.model, backend=args.backend, device=args.device, precision=args.precision,
+        prompt=args.prompt, max_new_tokens=args.max_new_tokens, num_beams=args.num_beams,
+        allow_download=args.allow_download)
+
+
+def caption_options(args: argparse.Namespace) -> dict:
+    """Keyword arguments of caption_bag (cameras and BagCaptioner options) from add_caption_arguments' flags."""
     cameras = [c.strip() for c in args.cameras.split(",") if c.strip()] if args.cameras else None
+    return {"cameras": cameras, "rate_hz": args.rate, "max_sensor_offset_ms": args.max_sensor_offset_ms,
+            "lidar_topic": args.lidar_topic, "radar_topic": args.radar_topic, "overlay": not args.no_overlay}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="caption-bag", description=__doc__.split("\n\n")[0])
+    parser.add_argument("bag", type=Path, help="input rosbag2 (directory, .mcap or .db3)")
+    parser.add_argument("--out", type=Path, required=True, help="output rosbag2 directory (MCAP storage)")
+    add_caption_arguments(parser)
+    args = parser.parse_args(argv)
     try:
-        overrides = model_caption_settings(args.model).overrides(
-            prompt=args.prompt, max_new_tokens=args.max_new_tokens, num_beams=args.num_beams)
-        if overrides:
-            print(f"note: overriding the model's caption settings: {'; '.join(overrides)}", file=sys.stderr)
-        captioner = load_captioner(CaptionerConfig(
-            model=args.model, backend=args.backend, device=args.device, precision=args.precision,
-            prompt=args.prompt, max_new_tokens=args.max_new_tokens, num_beams=args.num_beams,
-            allow_download=args.allow_download))
+        captioner = load_captioner(captioner_config(args))
     except (ModelLoadError, CaptionSettingsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     start = time.perf_counter()
     try:
-        stats = caption_bag(args.bag, args.out, captioner, cameras, progress=True, rate_hz=args.rate,
-                            max_sensor_offset_ms=args.max_sensor_offset_ms, lidar_topic=args.lidar_topic,
-                            radar_topic=args.radar_topic, overlay=not args.no_overlay)
+        stats = caption_bag(args.bag, args.out, captioner, progress=True, **caption_options(args))
     except bag_io.BagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

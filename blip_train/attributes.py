@@ -1,5 +1,9 @@
 """Read driving facts back out of a caption: weather, scene, time of day, and which object classes it mentions.
 
+`object_mentions` also reads where each mentioned class is (left / ahead / right), whether it is close by or in the
+distance, and the colours of traffic lights: the scenario index stores these, so a search reads a caption the same
+way evaluation scores it.
+
 One checker for evaluation, tests and the demo, so a model is scored exactly the way the grammar in
 `blip_train.captions` writes facts. The patterns also accept common wordings of other captioners ("sunny",
 "downtown", "people"), so a base BLIP model is scored fairly in a before/after comparison.
@@ -8,6 +12,7 @@ One checker for evaluation, tests and the demo, so a model is scored exactly the
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from blip_train.bdd100k import UNDEFINED
 from blip_train.captions import group_boxes
@@ -75,6 +80,67 @@ def detect_attributes(caption: str) -> dict[str, str | None]:
 def mentioned_categories(caption: str) -> set[str]:
     """Object classes (det_20 names) that the caption names."""
     return {category for category, pattern in OBJECT_PATTERNS.items() if pattern.search(caption)}
+
+
+REGION_PATTERNS = {
+    "left": re.compile(r"\b(on|to) the left\b|\bleft\b", re.IGNORECASE),
+    "ahead": re.compile(r"\bahead\b|\bin front\b", re.IGNORECASE),
+    "right": re.compile(r"\b(on|to) the right\b|\bright\b", re.IGNORECASE),
+}
+DISTANCE_PATTERNS = {
+    "near": re.compile(r"\b(close by|nearby|near|close)\b", re.IGNORECASE),
+    "far": re.compile(r"\b(in the distance|far away|far off|distant)\b", re.IGNORECASE),
+}
+LIGHT_COLOUR_PATTERNS = {colour: re.compile(rf"\b{colour}\b", re.IGNORECASE) for colour in ("red", "yellow", "green")}
+_CLAUSE_SPLIT = re.compile(r"[.;]\s*")
+
+
+@dataclass(frozen=True)
+class ObjectMention:
+    """What a caption says about one object class: where (left/ahead/right), near/far, and light colours."""
+
+    category: str
+    regions: frozenset[str] = frozenset()
+    near: bool = False
+    far: bool = False
+    colours: frozenset[str] = frozenset()
+
+
+def _owner(names: list[tuple[int, str]], position: int) -> str:
+    """The class a qualifier at `position` belongs to: the last named before it, else the first named."""
+    before = [category for start, category in names if start <= position]
+    return before[-1] if before else names[0][1]
+
+
+def object_mentions(caption: str) -> dict[str, ObjectMention]:
+    """Mentioned classes (as `mentioned_categories`) with the qualifiers the caption attaches to each.
+
+    The caption grammar writes one group per class, separated by ';', with its qualifiers after the noun ("three
+    cars, two ahead and one on the right, one of them close by"). Within a clause a qualifier belongs to the class
+    named last before it (the first one when it comes before every class, as in "on the left, a pedestrian");
+    colours belong to traffic lights.
+    """
+    found: dict[str, dict] = {}
+    for clause in _CLAUSE_SPLIT.split(caption):
+        names = sorted((match.start(), category) for category, pattern in OBJECT_PATTERNS.items()
+                       for match in pattern.finditer(clause))
+        if not names:
+            continue
+        for _, category in names:
+            found.setdefault(category, {"regions": set(), "near": False, "far": False, "colours": set()})
+
+        for region, pattern in REGION_PATTERNS.items():
+            for match in pattern.finditer(clause):
+                found[_owner(names, match.start())]["regions"].add(region)
+        for distance, pattern in DISTANCE_PATTERNS.items():
+            for match in pattern.finditer(clause):
+                found[_owner(names, match.start())][distance] = True
+        if any(category == "traffic light" for _, category in names):
+            for colour, pattern in LIGHT_COLOUR_PATTERNS.items():
+                if pattern.search(clause):
+                    found["traffic light"]["colours"].add(colour)
+    return {category: ObjectMention(category, frozenset(f["regions"]), f["near"], f["far"], frozenset(f["colours"]))
+            for category, f in sorted(found.items())}
 
 
 def attribute_correct(caption: str, key: str, reference: str) -> bool | None:

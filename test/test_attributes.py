@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import random
 
 import pytest
 
@@ -13,12 +14,13 @@ from blip_train.attributes import (
     detect_attribute,
     labelled_categories,
     mentioned_categories,
+    object_mentions,
     score_attribute,
     score_captions,
     score_objects,
 )
 from blip_train.bdd100k import DET20_CATEGORIES, SCENES, TIMES_OF_DAY, UNDEFINED, WEATHERS, Box, FrameRecord
-from blip_train.captions import caption_frame
+from blip_train.captions import caption_frame, distance_of, group_boxes, region_of
 
 
 def box(category: str, x: float = 600, size: float = 120, color: str | None = None) -> Box:
@@ -93,3 +95,44 @@ def test_reference_captions_score_perfectly():
     for key in ("weather", "scene", "timeofday"):
         assert scores[key]["accuracy"] == 1.0
     assert scores["objects"]["recall"] == scores["objects"]["precision"] == 1.0
+
+
+def _random_frame(rng: random.Random, index: int) -> FrameRecord:
+    boxes = []
+    for _ in range(rng.randint(0, 6)):
+        category = rng.choice(DET20_CATEGORIES)
+        size = rng.choice((30, 60, 150, 400))
+        x = rng.uniform(0, 1280 - size)
+        colour = rng.choice(("red", "yellow", "green", None)) if category == "traffic light" else None
+        boxes.append(Box(category, x, 300, x + size, 300 + size * 0.8, False, False, colour))
+    return FrameRecord(f"r{index}.jpg", boxes=tuple(boxes))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_object_mentions_read_back_region_distance_and_light_colour(seed):
+    rng = random.Random(seed)
+    for index in range(150):
+        frame = _random_frame(rng, index)
+        caption = caption_frame(frame, seed)
+        mentions = object_mentions(caption)
+        assert set(mentions) == mentioned_categories(caption), caption
+        for category, boxes in group_boxes(frame.boxes):
+            if category not in mentions:
+                continue  # a class without a caption pattern (none today)
+            mention = mentions[category]
+            distances = [distance_of(b) for b in boxes]
+            assert mention.regions == {region_of(b) for b in boxes}, (category, caption)
+            assert mention.near == ("near" in distances), (category, caption)
+            assert mention.far == (not mention.near and all(d == "far" for d in distances)), (category, caption)
+            assert mention.colours == {b.light_color for b in boxes if b.light_color}, (category, caption)
+
+
+def test_object_mentions_of_free_wordings():
+    mentions = object_mentions("a pedestrian crossing on the left, a red traffic light ahead and a car close by")
+    assert mentions["pedestrian"].regions == {"left"} and not mentions["pedestrian"].near
+    assert mentions["traffic light"].colours == {"red"} and mentions["traffic light"].regions == {"ahead"}
+    assert mentions["car"].near and mentions["car"].regions == set()
+    assert object_mentions("on the right, a bus in the distance")["bus"] == dataclasses.replace(
+        object_mentions("a bus")["bus"], regions=frozenset({"right"}), far=True)
+    assert object_mentions("a red car") == {"car": object_mentions("a car")["car"]}  # colours are lights' only
+    assert object_mentions("a picture of a road") == {}
