@@ -35,6 +35,7 @@ setup(
     extras_require={
         "train": ["accelerate>=0.30", "pycocoevalcap>=1.2", "matplotlib>=3.5"],
         "onnx": ["onnx>=1.15", "onnxscript", "onnxruntime>=1.17"],
+        "openvino": ["openvino>=2024.0"],  # x86 CPUs, Intel GPUs/NPUs; reads blip-export's ONNX graphs
         "tensorrt": ["tensorrt>=10"],  # x86_64; JetPack ships TensorRT on Jetson
         "bags": ["rosbags>=0.10", "mcap>=1.1", "mcap-ros2-support>=0.5"],
         "fleet": ["ray>=2.9", "duckdb>=1.0"],  # caption-bags (Ray), caption-index / caption-search (DuckDB)

@@ -2,13 +2,19 @@
 
     python bench/caption_latency.py                      # CPU backends (+ GPU ones where CUDA/TensorRT exist)
     python bench/caption_latency.py --runs 10 --cameras 6 --json runs/bench/latency.json
+    python bench/caption_latency.py --backends ov-fp32,ort-fp32,ov-int8 --rounds 3 --threads 2
 
 Builds BLIP-base from config (ViT-B/16 at 384 px + the 12-layer BERT decoder with BERT's 30,524-token vocabulary,
 12 text heads and a non-degenerate vision init; see blip_train.modeling), exports it once with blip-export (fp32 +
 int8) and then times each backend in a process of its own (so peak memory is that backend's, and ONNX Runtime's
 threads never compete with torch's) at batch 1 and batch = cameras, always forcing 20 new tokens. Prints p50/p95,
-vision time, ms per token and peak memory, speed-up against torch eager fp32 (the baseline) measured in this run, and
-how often each approximate backend picks the same tokens as the baseline on the same images.
+vision time, ms per token and peak memory, speed-up against torch eager fp32 (the baseline) measured in this run, how
+often each approximate backend picks the same tokens as the baseline on the same images (greedy, and teacher-forced:
+given the baseline's prefix), and each row's distance to this machine's floor (`measure_floor`).
+
+With --rounds N the whole plan runs N times, the backends interleaved within each round, so a shared machine's load
+hits every backend alike; the table gives the median over rounds and the spread (min-max) of the per-round values,
+and speed-ups are per-round ratios against that round's baseline.
 """
 
 from __future__ import annotations
@@ -29,10 +35,13 @@ sys.path.insert(0, str(REPO))
 BERT_VOCAB = 30524  # Salesforce/blip-image-captioning-base: 30522 BERT tokens + [DEC] + one spare
 #: ort-fp32-joined: ONNX Runtime on decoder.onnx, whose graph slices (copies) the image keys/values every token;
 #: ort-fp32 runs decoder.split.onnx, which reads them in place (what the node uses).
-CPU_BACKENDS = ("torch-fp32", "torch-bf16", "torch-static-fp32", "ort-fp32-joined", "ort-fp32", "ort-int8")
+#: ov-*: OpenVINO on the same export (fp32 at f32 inference precision; bf16 where the CPU has it; the int8 graphs).
+CPU_BACKENDS = ("torch-fp32", "torch-bf16", "torch-static-fp32", "ort-fp32-joined", "ort-fp32", "ort-int8",
+                "ov-fp32", "ov-bf16", "ov-int8")
 GPU_BACKENDS = ("torch-eager-cuda-fp32", "torch-eager-cuda-fp16", "torch-cuda-fp32", "torch-cuda-fp16",
                 "tensorrt-fp16")
-EXACT = {"torch-fp32", "torch-static-fp32", "ort-fp32-joined", "ort-fp32", "torch-eager-cuda-fp32", "torch-cuda-fp32"}
+EXACT = {"torch-fp32", "torch-static-fp32", "ort-fp32-joined", "ort-fp32", "ov-fp32", "torch-eager-cuda-fp32",
+         "torch-cuda-fp32"}
 
 
 def build_model(work: Path) -> Path:
@@ -64,9 +73,12 @@ def export_model(checkpoint: Path, work: Path) -> Path:
 # one backend, in its own process
 
 
-def _runner(backend: str, checkpoint: Path, export_dir: Path, batch: int, max_new: int):
-    """(generate(pixels) -> ids, encode(pixels), pixels, sync) for `backend`."""
+def _runner(backend: str, checkpoint: Path, export_dir: Path, batch: int, max_new: int, threads: int = 0):
+    """(generate(pixels) -> ids, encode(pixels), pixels, sync) for `backend`; `threads` 0 = the runtime's default."""
     import torch
+
+    if threads:
+        torch.set_num_threads(threads)
 
     from blip_caption_ros.backends.decoding import start_ids
     from blip_caption_ros.backends.model_loading import load_blip, load_processor
@@ -76,11 +88,21 @@ def _runner(backend: str, checkpoint: Path, export_dir: Path, batch: int, max_ne
     pixels = processor(images=sample_images(batch), return_tensors="pt").pixel_values
     bos = None
     sync = (lambda: torch.cuda.synchronize()) if "cuda" in backend or "tensorrt" in backend else (lambda: None)
-    if backend.startswith("ort-"):
-        from blip_caption_ros.backends.onnx_backend import OnnxCaptioner
+    if backend.startswith(("ort-", "ov-")):
+        from blip_caption_ros.backends import CaptionerConfig
 
-        runner = OnnxCaptioner.from_export_dir(export_dir / ("int8" if backend == "ort-int8" else ""),
-                                               split_cross=backend != "ort-fp32-joined")
+        if backend.startswith("ov-"):
+            from blip_caption_ros.backends.openvino_backend import OpenVinoCaptioner
+
+            precision = backend.split("-")[1]
+            runner = OpenVinoCaptioner(CaptionerConfig(model=str(export_dir), backend="openvino",
+                                                       precision=precision), threads=threads)
+        else:
+            from blip_caption_ros.backends.onnx_backend import OnnxCaptioner
+
+            runner = OnnxCaptioner(CaptionerConfig(model=str(export_dir / ("int8" if backend == "ort-int8" else "")),
+                                                   backend="onnxruntime"),
+                                   threads=threads, split_cross=backend != "ort-fp32-joined")
         start = start_ids(processor.tokenizer, "", runner.bos, batch)
         array = pixels.numpy()
         def forced(reference):  # next-token choices given the baseline's own prefix, step by step
@@ -153,10 +175,10 @@ def _peak_rss_mb() -> float:
 
 
 def worker(backend: str, checkpoint: Path, export_dir: Path, batch: int, runs: int, max_new: int,
-           baseline: str) -> dict:
+           baseline: str, threads: int = 0) -> dict:
     import torch
 
-    generate, encode, sync, forced = _runner(backend, checkpoint, export_dir, batch, max_new)
+    generate, encode, sync, forced = _runner(backend, checkpoint, export_dir, batch, max_new, threads)
 
     def timed(fn, count):
         times = []
@@ -171,7 +193,7 @@ def worker(backend: str, checkpoint: Path, export_dir: Path, batch: int, runs: i
     ids = generate().cpu()  # warm-up (and CUDA graph capture)
     totals, _ = timed(generate, runs)
     timed(encode, 1)
-    vision, _ = timed(encode, max(3, runs // 2))
+    vision, _ = timed(encode, max(1, (runs + 1) // 2))
     p50, vision_p50 = statistics.median(totals), statistics.median(vision)
     result = {
         "backend": backend, "batch": batch, "runs": runs, "p50_ms": p50,
@@ -213,6 +235,58 @@ def available_backends() -> list[str]:
     return backends
 
 
+def measure_floor(checkpoint: Path, threads: int, peak_gflops: float = 0.0, memory_gbps: float = 0.0) -> dict:
+    """This machine's floor for one caption: the vision encoder's FLOPs at the fp32 GEMM peak, and each decoder step
+    reading all decoder weights once at the memory bandwidth (or its FLOPs at the peak, whichever is slower).
+
+    FLOPs are counted by torch's FlopCounterMode on the exported vision graph's module (VisionCrossKV: the ViT plus
+    every layer's cross-attention keys/values). Peak and bandwidth are measured here unless given: the best of a few
+    2048^3 fp32 matmuls at `threads` threads, and the best of a few 256 MB numpy copies (read + write). On a shared
+    machine both come out low, so the floor is conservative-high; pass the datasheet figures to compare with those.
+    """
+    import numpy as np
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from blip_caption_ros.backends.kv_decoder import VisionCrossKV
+    from blip_caption_ros.backends.model_loading import load_blip
+
+    if threads:
+        torch.set_num_threads(threads)
+    model = load_blip(checkpoint)[0].eval()
+    size = model.config.vision_config.image_size
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        VisionCrossKV(model)(torch.zeros(1, 3, size, size))
+    vision_flops = counter.get_total_flops()
+    decoder_params = sum(p.numel() for p in model.text_decoder.parameters())
+    if not peak_gflops:
+        a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+        best = float("inf")
+        for _ in range(5):
+            started = time.perf_counter()
+            torch.matmul(a, b)
+            best = min(best, time.perf_counter() - started)
+        peak_gflops = 2 * 2048**3 / best / 1e9
+    if not memory_gbps:
+        source, target = np.ones(1 << 26, np.float32), np.empty(1 << 26, np.float32)
+        best = float("inf")
+        for _ in range(5):
+            started = time.perf_counter()
+            np.copyto(target, source)
+            best = min(best, time.perf_counter() - started)
+        memory_gbps = 2 * source.nbytes / best / 1e9
+    return {"vision_gflop": vision_flops / 1e9, "decoder_mb": decoder_params * 4 / 2**20,
+            "decoder_params": decoder_params, "peak_gflops": peak_gflops, "memory_gbps": memory_gbps}
+
+
+def floor_ms(floor: dict, batch: int, max_new: int) -> float:
+    """The fp32 floor of one call at `batch` (see measure_floor)."""
+    vision = batch * floor["vision_gflop"] / floor["peak_gflops"] * 1000
+    step = max(floor["decoder_params"] * 4 / (floor["memory_gbps"] * 1e9),
+               batch * 2 * floor["decoder_params"] / (floor["peak_gflops"] * 1e9)) * 1000
+    return vision + max_new * step
+
+
 def agreement(reference: list, candidate: list) -> float:
     pairs = [(a, b) for ref_row, cand_row in zip(reference, candidate, strict=True)
              for a, b in zip(ref_row, cand_row, strict=True)]
@@ -222,8 +296,12 @@ def agreement(reference: list, candidate: list) -> float:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", default=str(REPO / "runs" / "bench"), help="model and export cache directory")
-    parser.add_argument("--runs", type=int, default=10, help="timed captions per backend at batch 1")
+    parser.add_argument("--runs", type=int, default=10, help="timed captions per backend at batch 1 (per round)")
     parser.add_argument("--batch-runs", type=int, default=3, help="timed calls per backend at batch = cameras")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="repeat the whole plan, backends interleaved; report median and spread over rounds")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="intra-op threads of every backend (torch, onnxruntime, OpenVINO); 0 = their defaults")
     parser.add_argument("--cameras", type=int, default=6, help="the multi-camera batch size")
     parser.add_argument("--single-only", action="store_true", help="batch 1 only (skip the multi-camera batch)")
     parser.add_argument("--max-new-tokens", type=int, default=20)
@@ -231,6 +309,10 @@ def main(argv=None) -> int:
                         help="comma-separated subset of " + ", ".join(CPU_BACKENDS + GPU_BACKENDS))
     parser.add_argument("--baseline", default="torch-fp32",
                         help="backend that speed-ups and token agreement are measured against (run first)")
+    parser.add_argument("--peak-gflops", type=float, default=0.0,
+                        help="fp32 compute peak for the floor columns (default: measured, see measure_floor)")
+    parser.add_argument("--memory-gbps", type=float, default=0.0,
+                        help="memory bandwidth for the floor columns (default: measured)")
     parser.add_argument("--json", default="", help="also write the results here")
     parser.add_argument("--worker", nargs=3, metavar=("BACKEND", "BATCH", "RUNS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -240,53 +322,109 @@ def main(argv=None) -> int:
     if args.worker:
         backend, batch, runs = args.worker
         print(json.dumps(worker(backend, work / "blip-base", work / "onnx", int(batch), int(runs),
-                                args.max_new_tokens, args.baseline)))
+                                args.max_new_tokens, args.baseline, args.threads)))
         return 0
 
     checkpoint = build_model(work)
     export_model(checkpoint, work)
+    floor = measure_floor(checkpoint, args.threads, args.peak_gflops, args.memory_gbps)
+    print(f"floor: vision {floor['vision_gflop']:.0f} GFLOP at {floor['peak_gflops']:.0f} GFLOP/s, decoder "
+          f"{floor['decoder_mb']:.0f} MB per token at {floor['memory_gbps']:.1f} GB/s", file=sys.stderr)
     backends = args.backends.split(",") if args.backends else available_backends()
     backends = [args.baseline] + [b for b in backends if b != args.baseline]
-    results = []
+    results, failures = [], {}
     plan = [(1, args.runs)] + ([] if args.single_only else [(args.cameras, args.batch_runs)])
-    for batch, runs in plan:
-        for backend in backends:
-            started = time.monotonic()
-            proc = subprocess.run([sys.executable, __file__, "--work", str(work), "--max-new-tokens",
-                                   str(args.max_new_tokens), "--baseline", args.baseline, "--worker", backend,
-                                   str(batch), str(runs)],
-                                  capture_output=True, text=True)
-            if proc.returncode != 0:
-                print(f"{backend} batch {batch}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
-                continue
-            results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-            print(f"  {backend:18s} batch {batch}: {results[-1]['p50_ms']:8.0f} ms p50 "
-                  f"({time.monotonic() - started:.0f} s)", file=sys.stderr)
+    for round_index in range(args.rounds):
+        for batch, runs in plan:
+            for backend in backends:
+                if (backend, batch) in failures:
+                    continue
+                started = time.monotonic()
+                proc = subprocess.run([sys.executable, __file__, "--work", str(work), "--max-new-tokens",
+                                       str(args.max_new_tokens), "--baseline", args.baseline, "--threads",
+                                       str(args.threads), "--worker", backend, str(batch), str(runs)],
+                                      capture_output=True, text=True)
+                if proc.returncode != 0:
+                    reason = _failure_reason(proc.stderr)
+                    failures[backend, batch] = reason
+                    print(f"{backend} batch {batch}: failed: {reason}", file=sys.stderr)
+                    continue
+                results.append(json.loads(proc.stdout.strip().splitlines()[-1]) | {"round": round_index})
+                if args.json:  # as it goes, so an interrupted run keeps what it measured
+                    _write_json(args.json, floor, results, failures)
+                print(f"  round {round_index + 1}/{args.rounds} {backend:18s} batch {batch}: "
+                      f"{results[-1]['p50_ms']:8.0f} ms p50 ({time.monotonic() - started:.0f} s)", file=sys.stderr)
 
-    print(f"\nBLIP-base (224M, random weights), {args.max_new_tokens} new tokens forced, "
-          f"{os.cpu_count()} CPU threads available, baseline {args.baseline}")
+    rows = summarise(results, args.baseline, floor, args.max_new_tokens)
+    print(f"\nBLIP-base (224M, random weights), {args.max_new_tokens} new tokens forced, {os.cpu_count()} CPU threads "
+          f"available, threads per backend: {args.threads or 'default'}, {args.rounds} round(s) x {args.runs} runs "
+          f"(batch 1) / {args.batch_runs} (batch {args.cameras}), baseline {args.baseline}; median over rounds "
+          "[min-max]. floor = this machine's fp32 floor (vision GFLOP at the measured GEMM peak + decoder weights "
+          f"per token at the measured bandwidth: {floor['peak_gflops']:.0f} GFLOP/s, {floor['memory_gbps']:.1f} GB/s)")
     header = ("backend", "batch", "p50 ms", "p95 ms", "vision ms", "ms/token", "peak MB", "speed-up", "agreement",
-              "teacher-forced")
+              "teacher-forced", "floor ms", "x floor")
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
-    for batch in (1, args.cameras):
-        rows = [r for r in results if r["batch"] == batch]
-        baseline = next((r for r in rows if r["backend"] == args.baseline), None)
-        for r in rows:
-            r["speedup"] = baseline["p50_ms"] / r["p50_ms"] if baseline else None
-            r["token_agreement"] = agreement(baseline["ids"], r["ids"]) if baseline else None
-            memory = f"{r['peak_rss_mb']:.0f}" + (f" (+{r['peak_gpu_mb']:.0f} GPU)" if "peak_gpu_mb" in r else "")
-            exact = "exact" if r["backend"] in EXACT else "approx."
-            if r["backend"] == args.baseline:
-                exact = "baseline"
-            print(f"| {r['backend']} | {batch} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['vision_ms']:.0f} | "
-                  f"{r['ms_per_token']:.1f} | {memory} | "
-                  + (f"{r['speedup']:.2f}x" if r["speedup"] else "-") + " | "
-                  + (f"{r['token_agreement']:.1%} ({exact})" if r["token_agreement"] is not None else "-") + " | "
-                  + (f"{r['forced_agreement']:.1%}" if "forced_agreement" in r else "-") + " |")
+    for row in rows:
+        print("| " + " | ".join(row["cells"]) + " |")
+    for (backend, batch), reason in sorted(failures.items()):
+        print(f"| {backend} | {batch} | not run: {reason} |")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(results, indent=1))
+        _write_json(args.json, floor, results, failures, rows)
     return 0
+
+
+def _write_json(path: str, floor: dict, results: list, failures: dict, rows: list | None = None) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps({"argv": sys.argv[1:], "floor": floor, "results": results, "rows": rows,
+                                      "failures": {f"{b} batch {n}": r for (b, n), r in failures.items()}}, indent=1))
+
+
+def _failure_reason(stderr: str) -> str:
+    """The last line of a worker's traceback (a ModelLoadError says why, e.g. no bf16 on this CPU)."""
+    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+    return lines[-1][-300:] if lines else "no output"
+
+
+def _spread(values: list[float], fmt: str) -> str:
+    median = statistics.median(values)
+    if len(values) == 1:
+        return format(median, fmt)
+    return f"{median:{fmt}} [{min(values):{fmt}}-{max(values):{fmt}}]"
+
+
+def summarise(results: list[dict], baseline: str, floor: dict, max_new: int) -> list[dict]:
+    """One row per (batch, backend): medians over rounds, speed-ups as per-round ratios to that round's baseline."""
+    rows = []
+    for batch in sorted({r["batch"] for r in results}):
+        at_batch = [r for r in results if r["batch"] == batch]
+        base = {r["round"]: r for r in at_batch if r["backend"] == baseline}
+        floor_batch = floor_ms(floor, batch, max_new)
+        for backend in dict.fromkeys(r["backend"] for r in at_batch):
+            runs = [r for r in at_batch if r["backend"] == backend]
+            p50 = [r["p50_ms"] for r in runs]
+            speedups = [base[r["round"]]["p50_ms"] / r["p50_ms"] for r in runs if r["round"] in base]
+            reference = next(iter(base.values()), None)
+            token_agreement = [agreement(reference["ids"], r["ids"]) for r in runs] if reference else []
+            forced = [r["forced_agreement"] for r in runs if "forced_agreement" in r]
+            exact = "baseline" if backend == baseline else ("exact" if backend in EXACT else "approx.")
+            memory = statistics.median(r["peak_rss_mb"] for r in runs)
+            gpu = [r["peak_gpu_mb"] for r in runs if "peak_gpu_mb" in r]
+            row = {"backend": backend, "batch": batch, "p50_ms": statistics.median(p50),
+                   "speedup": statistics.median(speedups) if speedups else None,
+                   "token_agreement": min(token_agreement) if token_agreement else None,
+                   "forced_agreement": min(forced) if forced else None, "floor_ms": floor_batch,
+                   "identical_ids": bool(token_agreement) and min(token_agreement) == 1.0}
+            row["cells"] = [
+                backend, str(batch), _spread(p50, ".0f"), _spread([r["p95_ms"] for r in runs], ".0f"),
+                _spread([r["vision_ms"] for r in runs], ".0f"), _spread([r["ms_per_token"] for r in runs], ".1f"),
+                f"{memory:.0f}" + (f" (+{max(gpu):.0f} GPU)" if gpu else ""),
+                (_spread(speedups, ".2f") + "x") if speedups else "-",
+                f"{row['token_agreement']:.1%} ({exact})" if token_agreement else "-",
+                f"{row['forced_agreement']:.1%}" if forced else "-",
+                f"{floor_batch:.0f}", f"{statistics.median(p50) / floor_batch:.2f}x",
+            ]
+            rows.append(row)
+    return rows
 
 
 if __name__ == "__main__":

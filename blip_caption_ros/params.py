@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
-from .backends import PRECISIONS, CaptionerConfig
+from .backends import PRECISIONS, CaptionerConfig, device_problem, precision_problem
 from .backends.caption_settings import STOCK
 from .sensors import LidarSettings, RadarSettings
 
@@ -28,13 +28,18 @@ class ParameterError(ValueError):
 class NodeParams:
     model: str = _param("Salesforce/blip-image-captioning-base",
                         "save_pretrained directory (weights + processor), a hub id already in the local cache, or a "
-                        "blip-export directory (onnxruntime, tensorrt)")
-    backend: str = _param("torch", "inference backend: torch, torch-cuda, onnxruntime or tensorrt")
+                        "blip-export directory (onnxruntime, openvino, tensorrt)")
+    backend: str = _param("torch", "inference backend: torch, torch-cuda, onnxruntime, openvino or tensorrt; on a "
+                          "CPU-only vehicle openvino (fp32 exact, fastest exact; int8 fastest approximate), "
+                          "onnxruntime where OpenVINO is not installed")
     engine_dir: str = _param("", "tensorrt: engine directory; empty = <model>/tensorrt")
     force_engine_update: bool = _param(False, "tensorrt: rebuild the engines from the ONNX files when they were "
                                        "built for another GPU or TensorRT version (takes minutes) instead of failing")
-    device: str = _param("cpu", "cpu, cuda or cuda:N")
-    precision: str = _param("fp32", "fp32, fp16 (CUDA only) or bf16", choices=PRECISIONS)
+    device: str = _param("cpu", "cpu, cuda or cuda:N; backend openvino: OpenVINO device names cpu/CPU, GPU, GPU.N "
+                         "(Intel GPU) or NPU")
+    precision: str = _param("fp32", "fp32 (exact: the same captions on every backend), or an approximate mode: fp16 "
+                            "(CUDA; openvino on GPU/NPU), bf16 (torch; openvino on CPUs with bf16 support) or int8 "
+                            "(the export's int8/ graphs; onnxruntime, openvino)", choices=PRECISIONS)
     allow_model_download: bool = _param(False, "fetch a hub id missing from the local HF cache from the hub; off, the "
                                         "node never touches the network")
     prompt: str = _param(STOCK.prompt, "text the caption starts from (stripped from the output); default: the "
@@ -92,8 +97,10 @@ class NodeParams:
         if not -180 <= self.lidar_sector_min_deg < self.lidar_sector_max_deg <= 180:
             problems.append(f"lidar sector [{self.lidar_sector_min_deg}, {self.lidar_sector_max_deg}] deg must "
                             "satisfy -180 <= min < max <= 180")
-        if not (self.device == "cpu" or self.device.startswith("cuda")):
-            problems.append(f"device={self.device!r} is neither cpu nor cuda[:N]")
+        backend_problems = [device_problem(self.backend, self.device)]
+        if self.precision in PRECISIONS:  # an unknown name is reported by the choices check above
+            backend_problems.append(precision_problem(self.backend, self.precision))
+        problems += [problem.replace(" ", "=", 1) for problem in backend_problems if problem]  # "device='x' ..."
         if problems:
             raise ParameterError("invalid parameters: " + "; ".join(problems))
 

@@ -16,7 +16,7 @@ def _corrupt_model_dir(tmp_path):
     [
         (lambda tmp: ["-p", "model:=/no/such/model"], "cannot load caption model '/no/such/model': no such directory"),
         (lambda tmp: ["-p", f"model:={_corrupt_model_dir(tmp)}"], "cannot load caption model '{tmp}'"),
-        (lambda tmp: ["-p", "backend:=openvino"], "unknown backend 'openvino'"),
+        (lambda tmp: ["-p", "backend:=no-such-backend"], "unknown backend 'no-such-backend'"),
         (lambda tmp: ["-p", "image_transport:=h264", "-p", "cameras:=[front,front]"],
          "invalid parameters: image_transport='h264' is not one of raw, compressed; cameras=['front', 'front'] has "
          "duplicates"),

@@ -46,6 +46,9 @@ def test_beam_search_equals_the_torch_backend_here(export_dir, tiny_blip_dir):
 def test_int8_export_is_an_onnxruntime_model_too(export_dir):
     captioner = load_captioner(CaptionerConfig(model=str(export_dir / "int8"), backend="onnxruntime"))
     assert len(captioner.caption(IMAGES)) == 3
+    by_precision = load_captioner(CaptionerConfig(model=str(export_dir), backend="onnxruntime", precision="int8"))
+    assert by_precision.manifest["variant"] == "int8-dynamic"
+    assert by_precision.caption(IMAGES) == captioner.caption(IMAGES)
 
 
 def _copy(export_dir, tmp_path):
@@ -102,6 +105,7 @@ def test_not_an_export_dir_and_unsupported_settings(export_dir, tiny_blip_dir, t
     assert "no such directory" in _load(tmp_path / "nothing")
     assert "precision 'bf16'" in _load(export_dir, precision="bf16")
     assert "no CUDA execution provider" in _load(export_dir, device="cuda")
+    assert "precision 'int8' needs an int8 export" in _load(_copy(export_dir, tmp_path), precision="int8")
 
 
 @pytest.mark.ros

@@ -1,19 +1,21 @@
 """The caption backends: the captioner interface and the registry, with one module per engine beside it.
 
 The family: torch_backend (HF eager), torch_cuda_backend (static-KV CUDA graphs), onnx_backend (ONNX Runtime),
-tensorrt_backend; and what they share: decoding (caption(), ids -> published text, greedy/beam over any step
-function), static_kv (the GPU backends' static cache and its limits), kv_decoder (the static-KV decoder graph),
-pixels (frames -> pixel_values), engine_manifest (export schema and hashes), model_loading / model_source (weights and
-processor from a directory or the local hub cache), caption_settings (the prompt and length a checkpoint records).
+openvino_backend (OpenVINO Runtime: CPU, Intel GPU/NPU), tensorrt_backend; and what they share: decoding (caption(),
+ids -> published text, greedy/beam over any step function), static_kv (the GPU backends' static cache and its
+limits), kv_decoder (the static-KV decoder graph), pixels (frames -> pixel_values), engine_manifest (export schema and
+hashes), model_loading / model_source (weights and processor from a directory or the local hub cache),
+caption_settings (the prompt and length a checkpoint records).
 
 The node, the offline bag captioner and the benchmarks only see `Captioner.caption(images)`; which engine runs the
-model (torch, torch-cuda, ONNX Runtime, TensorRT) is a string in `CaptionerConfig.backend`, resolved through
+model (torch, torch-cuda, ONNX Runtime, OpenVINO, TensorRT) is a string in `CaptionerConfig.backend`, resolved through
 `BACKENDS`. Backends are imported lazily so a vehicle without, say, TensorRT never imports it.
 """
 
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -22,7 +24,36 @@ import numpy as np
 
 from .caption_settings import SETTINGS, model_caption_settings
 
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+#: Backends that run an int8 export (blip-export --int8); the others refuse precision int8.
+INT8_BACKENDS = ("onnxruntime", "openvino")
+#: Device names per backend where they are not torch's cpu / cuda[:N] (OpenVINO names its own devices).
+_OPENVINO_DEVICE = re.compile(r"^(cpu|gpu(\.\d+)?|npu)$", re.IGNORECASE)
+
+
+def device_problem(backend: str, device: str) -> str:
+    """Why `device` is not a device name `backend` understands ("" when it is); checked before anything loads.
+
+    openvino takes OpenVINO's device names (cpu/CPU, GPU, GPU.N, NPU); every other backend torch's cpu or cuda[:N].
+    Whether the device is present is the backend's check at load time.
+    """
+    if backend == "openvino":
+        return "" if _OPENVINO_DEVICE.match(device) else (
+            f"device {device!r} is not an OpenVINO device (cpu/CPU, GPU, GPU.N or NPU)")
+    if device == "cpu" or re.fullmatch(r"cuda(:\d+)?", device):
+        return ""
+    return f"device {device!r} is neither cpu nor cuda[:N]" + (
+        " (OpenVINO device names need backend openvino)" if _OPENVINO_DEVICE.match(device) else "")
+
+
+def precision_problem(backend: str, precision: str) -> str:
+    """Why `precision` is not a precision name `backend` accepts ("" when it is); device-specific limits (fp16 on a
+    CPU, bf16 without bf16 hardware) are the backend's check at load time."""
+    if precision not in PRECISIONS:
+        return f"precision {precision!r} is not one of {', '.join(PRECISIONS)}"
+    if precision == "int8" and backend not in INT8_BACKENDS:
+        return f"precision 'int8' (an int8 export) runs on the {' and '.join(INT8_BACKENDS)} backends, not {backend!r}"
+    return ""
 
 
 class ModelLoadError(RuntimeError):
@@ -42,9 +73,10 @@ class CaptionerConfig:
     """A save_pretrained directory (weights + processor) or a hub id already in the local cache."""
     backend: str = "torch"
     device: str = "cpu"
-    """"cpu", "cuda" or "cuda:N"."""
+    """"cpu", "cuda" or "cuda:N"; openvino: cpu/CPU, GPU, GPU.N or NPU (see device_problem)."""
     precision: str = "fp32"
-    """fp32, fp16 (CUDA only) or bf16."""
+    """fp32 (exact), fp16 (CUDA; openvino on GPU/NPU), bf16 (torch, openvino) or int8 (an int8 export: onnxruntime,
+    openvino); all but fp32 are approximate."""
     prompt: str | None = None
     """Text the caption is conditioned on (e.g. "a picture of"); stripped from the returned captions.
     None (also for max_new_tokens and num_beams): what the model records (caption_settings.model_caption_settings),
@@ -67,10 +99,8 @@ class CaptionerConfig:
                     object.__setattr__(self, name, getattr(recorded, name))
         if not self.model:
             problems.append("model is empty")
-        if self.precision not in PRECISIONS:
-            problems.append(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
-        if not (self.device == "cpu" or self.device.startswith("cuda")):
-            problems.append(f"device {self.device!r} is neither cpu nor cuda[:N]")
+        problems += [problem for problem in (precision_problem(self.backend, self.precision),
+                                             device_problem(self.backend, self.device)) if problem]
         for name in ("max_new_tokens", "num_beams"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -101,6 +131,7 @@ CaptionerFactory = Callable[[CaptionerConfig], Captioner]
 BACKENDS: dict[str, CaptionerFactory | str] = {
     "torch": "blip_caption_ros.backends.torch_backend:TorchCaptioner",
     "onnxruntime": "blip_caption_ros.backends.onnx_backend:OnnxCaptioner",
+    "openvino": "blip_caption_ros.backends.openvino_backend:OpenVinoCaptioner",
     "tensorrt": "blip_caption_ros.backends.tensorrt_backend:TensorRTCaptioner",
     "torch-cuda": "blip_caption_ros.backends.torch_cuda_backend:TorchCudaCaptioner",
 }

@@ -1,0 +1,141 @@
+"""The OpenVINO backend: runs a `blip-export` directory (the same ONNX graphs onnxruntime runs) on OpenVINO Runtime.
+
+For x86 vehicles without an NVIDIA GPU: OpenVINO's CPU plugin is faster than onnxruntime on the ViT encoder and the
+decoder step, and the same export also runs on an Intel GPU or NPU (`device` GPU, GPU.N, NPU; cpu or CPU for the
+processor). No second export path: OpenVINO reads vision.onnx and decoder.split.onnx (decoder.onnx for older exports)
+directly; the export plumbing (manifest check, int8 choice, processor, KV-cache step) is onnx_backend's.
+
+Precision:
+- fp32: exact (`generate`'s greedy ids). OpenVINO's CPU plugin runs bf16 by default on CPUs with AVX512_BF16/AMX,
+  which silently changes captions, so fp32 pins `INFERENCE_PRECISION_HINT` to f32.
+- bf16 (CPU) / fp16 (GPU, NPU): approximate, the fp32 graphs at OpenVINO's reduced inference precision.
+- int8: approximate, the export's dynamic-int8 graphs (`blip-export --int8`, the `int8/` subdirectory; `model` may
+  name either the export or its int8/ directly).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+
+from . import CaptionerConfig, ModelLoadError, device_problem
+from .kv_decoder import SPLIT_DECODER
+from .onnx_backend import KVCacheState, cross_feeds, decoder_graph, first_line, generate_with_cache, open_export
+
+log = logging.getLogger(__name__)
+
+#: precision -> OpenVINO inference precision of the fp32 graphs; int8 runs the int8 export at f32.
+_INFERENCE_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
+
+
+def openvino_device(device: str) -> str:
+    """The OpenVINO name of a `device` parameter: cpu -> CPU, gpu.1 -> GPU.1."""
+    return device.upper()
+
+
+class OpenVinoCaptioner:
+    backend = "openvino"
+
+    def __init__(self, config: CaptionerConfig, verify: bool = True, threads: int = 0, split_cross: bool = True,
+                 performance: dict | None = None):
+        """`threads` (0 = OpenVINO's choice) and `performance` (extra OpenVINO properties, e.g. NUM_STREAMS or
+        ENABLE_CPU_PINNING) are for benchmarks; the node uses the defaults."""
+        self.config = config
+        self.model_name = config.model
+        problem = device_problem(self.backend, config.device)
+        if problem:
+            raise ModelLoadError(config.model, problem)
+        try:
+            import openvino as ov
+            import torch
+        except ImportError as exc:
+            raise ModelLoadError(config.model, f"the openvino backend needs openvino and transformers ({exc}); "
+                                 "install the package's [openvino] extra") from exc
+        export = open_export(config, self.backend, verify)
+        if export.int8 and config.precision != "int8":
+            raise ModelLoadError(config.model, f"precision {config.precision!r} on an int8 export: set precision "
+                                 "int8 (approximate) or point model at the fp32 export")
+        self.export, self.manifest, self.processor = export, export.manifest, export.processor
+        self.device = openvino_device(config.device)
+        core = ov.Core()
+        available = core.available_devices
+        if not any(name == self.device or name.startswith(self.device + ".") for name in available):
+            raise ModelLoadError(config.model, f"device {config.device!r}: OpenVINO finds no such device here "
+                                 f"(available: {', '.join(available) or 'none'})")
+        self.inference_precision = _INFERENCE_PRECISION[config.precision]
+        precision_problem = _precision_problem(core, self.device, config.precision)
+        if precision_problem:
+            raise ModelLoadError(config.model, precision_problem)
+        self.exact = config.precision == "fp32"
+        if not self.exact:
+            log.warning("openvino precision %s is approximate: captions can differ from fp32's", config.precision)
+        properties = {"INFERENCE_PRECISION_HINT": self.inference_precision, "PERFORMANCE_HINT": "LATENCY",
+                      **({"INFERENCE_NUM_THREADS": threads} if threads else {}), **(performance or {})}
+        decoder = decoder_graph(self.manifest, split_cross)
+        self.split_cross = decoder == SPLIT_DECODER
+        self.compiled = {}
+        for name, graph in (("vision", "vision"), ("decoder", decoder)):
+            path = export.graph_path(graph)
+            try:
+                self.compiled[name] = core.compile_model(core.read_model(str(path)), self.device, properties)
+            except RuntimeError as exc:  # openvino's errors are RuntimeErrors with pages of text
+                raise ModelLoadError(config.model, f"openvino cannot load {path.name}: {first_line(exc)}") from exc
+        self.requests = {name: compiled.create_infer_request() for name, compiled in self.compiled.items()}
+        self.bos, self.eos, self.pad = export.bos, export.eos, export.pad
+        self._torch, self._ov = torch, ov
+
+    @classmethod
+    def from_export_dir(cls, export_dir, verify: bool = True, device: str = "cpu", precision: str = "fp32",
+                        split_cross: bool = True, threads: int = 0, performance: dict | None = None,
+                        **config) -> OpenVinoCaptioner:
+        return cls(CaptionerConfig(model=str(export_dir), backend="openvino", device=device, precision=precision,
+                                   **config), verify=verify, split_cross=split_cross, threads=threads,
+                   performance=performance)
+
+    # ------------------------------------------------------------------------------------------------------------
+
+    def caption(self, images: Sequence[np.ndarray], prompt: str | None = None) -> list[str]:
+        from .decoding import caption_images
+
+        return caption_images(self.generate_ids, self.processor, self.config, self.bos, images, prompt)
+
+    def encode(self, pixels: np.ndarray) -> np.ndarray:
+        """cross_kv [layers, 2, batch, heads, image tokens, head_dim] of preprocessed images (a copy: the request's
+        output buffer is reused by the next call)."""
+        request = self.requests["vision"]
+        request.infer({"pixel_values": np.ascontiguousarray(pixels, np.float32)}, share_inputs=True)
+        return request.get_output_tensor(0).data.copy()
+
+    def generate_ids(self, pixels: np.ndarray, start, max_new_tokens: int, min_new_tokens: int = 0,
+                     num_beams: int = 1):
+        """Start ids + generated ids (torch int64), as `generate` returns them."""
+        return generate_with_cache(self, pixels, start, max_new_tokens, min_new_tokens, num_beams)
+
+    def decoder_state(self, cross_kv: np.ndarray) -> KVCacheState:
+        """A fresh KV cache over `encode`'s cross_kv (rows = its batch axis) for decoding.decode; the image
+        keys/values are bound to the request once per caption (in place), not fed per token."""
+        cross_kv = np.ascontiguousarray(cross_kv, np.float32)
+        request = self.requests["decoder"]
+        for name, array in cross_feeds(cross_kv, self.split_cross).items():
+            request.set_tensor(name, self._ov.Tensor(array, shared_memory=True))
+
+        def run(inputs):
+            request.infer(inputs, share_inputs=True)
+            # copies: the request reuses its output buffers on the next step
+            return request.get_tensor("logits").data.copy(), request.get_tensor("new_kv").data.copy()
+
+        return KVCacheState(run, cross_kv, self._torch)
+
+
+def _precision_problem(core, device: str, precision: str) -> str:
+    """Why `device` cannot run `precision` (or ""), from the plugin's OPTIMIZATION_CAPABILITIES."""
+    wanted = {"bf16": "BF16", "fp16": "FP16"}.get(precision)
+    if wanted is None:
+        return ""
+    capabilities = core.get_property(device, "OPTIMIZATION_CAPABILITIES")
+    if wanted not in capabilities:
+        return (f"precision {precision!r}: OpenVINO's {device} plugin here has no {wanted} support "
+                f"(capabilities: {', '.join(capabilities)}); use fp32 (exact) or int8")
+    return ""
