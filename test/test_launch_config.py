@@ -11,6 +11,7 @@ import pytest
 import yaml
 from ros_helpers import CONFIG_YAML, REPO, NodeProcess, Probe
 
+from blip_caption_ros.launch_args import fastdds_profile_env
 from blip_caption_ros.params import NodeParams
 
 LAUNCH_DIR = REPO / "launch"
@@ -124,7 +125,7 @@ def test_fastdds_profile_has_a_64mb_shared_memory_segment_and_loads():
         " p.publish(String(data='x')); rclpy.spin_once(n, timeout_sec=0.05)\n"
         "print('delivered' if got else 'lost'); rclpy.shutdown()"
     )
-    env = {**os.environ, "FASTDDS_DEFAULT_PROFILES_FILE": str(FASTDDS_XML)}
+    env = {**os.environ, **fastdds_profile_env("true", str(FASTDDS_XML))}  # the variable this distro reads
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "delivered" in result.stdout, result.stdout + result.stderr
     assert "error" not in result.stderr.lower(), result.stderr
