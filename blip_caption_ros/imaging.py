@@ -3,7 +3,8 @@
 cv_bridge is not available everywhere this package runs (PyPI-only machines, offline tools reading bags), and the
 captioner only needs RGB uint8, so every encoding cv_bridge converts (plus the 4:2:0/4:4:4 semi-planar frames of
 hardware pipelines) is turned into RGB here with numpy views and OpenCV's cvtColor, with cv_bridge's meaning:
-the same cvtColor codes per Bayer pattern and YUV order, 16 bit scaled by 255/65535 with rounding (its `convertTo`),
+the same cvtColor codes per Bayer pattern and YUV order, 16 bit scaled by 255/65535 with rounding (its `convertTo`;
+16-bit Bayer is scaled before demosaicing: within 1 of cv_bridge, 3x faster),
 and the generic 8UC1/8UC3/8UC4/16UC1/16UC3/16UC4 read as mono8/bgr8/bgra8/mono16/bgr16/bgra16, as its
 `cvtColorForDisplay` (rqt_image_view) does. Anything else is an `ImageConversionError` naming the encoding, format
 or size.
@@ -125,12 +126,15 @@ def image_to_rgb(encoding: str, height: int, width: int, step: int, data, is_big
     )
     if is_bigendian and dtype.itemsize > 1:
         pixels = pixels.astype(dtype.newbyteorder("="))
+    if dtype.itemsize > 1:
+        # scale to 8 bit first, so that cvtColor runs on 8-bit values: exact for the channel reorders (they commute
+        # with a per-value scale); Bayer is then demosaiced at 8 bit (cv_bridge demosaics at 16 and then scales,
+        # 3x slower), which can round one value the other way.
+        pixels = cv2.convertScaleAbs(pixels, alpha=SCALE_16_TO_8).reshape(height, width, spec.channels)
     if spec.to_rgb is None:
         rgb = pixels if step == row_bytes or dtype.itemsize > 1 else np.ascontiguousarray(pixels)
     else:
         rgb = cv2.cvtColor(pixels if spec.channels > 1 else pixels[:, :, 0], spec.to_rgb)
-    if dtype.itemsize > 1:
-        rgb = cv2.convertScaleAbs(rgb, alpha=SCALE_16_TO_8)
     return rgb
 
 
@@ -139,10 +143,7 @@ def _nv24_to_rgb(buffer: memoryview, height: int, width: int, step: int) -> np.n
     NV12/NV21: one affine cv2.transform over the (y, u, v) pixels."""
     y = np.ndarray((height, width), np.uint8, buffer, strides=(step, 1))
     uv = np.ndarray((height, width, 2), np.uint8, buffer, offset=height * step, strides=(2 * step, 2, 1))
-    yuv = np.empty((height, width, 3), np.uint8)
-    yuv[:, :, 0] = y
-    yuv[:, :, 1:] = uv
-    return cv2.transform(yuv, _YUV444_TO_RGB)
+    return cv2.transform(cv2.merge([y, uv]), _YUV444_TO_RGB)
 
 
 def compressed_to_rgb(image_format: str, data) -> np.ndarray:

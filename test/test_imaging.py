@@ -101,7 +101,12 @@ def test_every_cv_bridge_encoding_matches_opencv(encoding, height, width, pad):
     data, step = _padded(pixels, pad)
     out = image_to_rgb(encoding, height, width, step, data)
     assert out.shape == (height, width, 3) and out.dtype == np.uint8
-    np.testing.assert_array_equal(out, _cv_bridge_reference(encoding, pixels))
+    reference = _cv_bridge_reference(encoding, pixels)
+    if encoding.startswith("bayer") and encoding.endswith("16"):
+        # demosaiced after scaling to 8 bit (cv_bridge: before), so each value may round the other way
+        assert np.abs(out.astype(int) - reference).max() <= 1
+    else:
+        np.testing.assert_array_equal(out, reference)
 
 
 @pytest.mark.parametrize("encoding", ["rgb16", "bgra16", "bayer_gbrg16", "16UC1"])
