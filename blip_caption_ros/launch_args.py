@@ -48,7 +48,14 @@ class LaunchArgumentError(ValueError):
 def node_argument_descriptions() -> dict[str, str]:
     """name -> description of every node parameter in NODE_ARGUMENTS, taken from params.NodeParams."""
     described = {name: description for name, _, description, _ in NodeParams.specs()}
-    return {name: f"{described[name]}; empty keeps the params_file value" for name in NODE_ARGUMENTS}
+    kinds = {spec.name: spec.type for spec in fields(NodeParams)}
+    hints = {"cameras": "; as front,left or the YAML list [front, left]"}
+
+    def suffix(name: str) -> str:
+        empty = ", '' sets the empty string" if kinds[name] == "str" else ""
+        return f"{hints.get(name, '')} (launch argument: empty keeps the params_file value{empty})"
+
+    return {name: described[name] + suffix(name) for name in NODE_ARGUMENTS}
 
 
 def parse_bool(name: str, text: str) -> bool:
@@ -74,7 +81,9 @@ def parse_cameras(text: str) -> list[str]:
         try:
             names = yaml.safe_load(stripped)
         except yaml.YAMLError as exc:
-            raise LaunchArgumentError(f"cameras:={text!r} is not a valid YAML list: {exc}") from None
+            problem = getattr(exc, "problem", None) or "unparsable"
+            raise LaunchArgumentError(f"cameras:={text!r} is not a YAML list ({problem}); use [front, left] or "
+                                      "front,left") from None
         if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
             raise LaunchArgumentError(f"cameras:={text!r}: a list must hold camera names, e.g. [front, left]")
     else:

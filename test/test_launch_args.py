@@ -59,7 +59,7 @@ def test_every_node_argument_is_a_parameter_with_its_description():
                 "num_beams", "lidar_topic", "radar_topic", "max_sensor_offset_ms", "max_rate_hz", "overlay"}
     assert set(descriptions) >= required
     for name, description in descriptions.items():
-        assert description.startswith(specs[name]) and "params_file" in description
+        assert description.startswith(specs[name]) and "empty keeps the params_file value" in description
     assert {"log_level", "respawn", "fastdds_profile", "namespace", "use_sim_time"} <= set(launch_args.LAUNCH_SWITCHES)
     assert all(len(description) > 15 for _, description in launch_args.LAUNCH_SWITCHES.values())
     # the switches' defaults parse
