@@ -103,7 +103,7 @@ def test_the_installed_fast_dds_reads_the_variable_chosen_for_its_distro(tmp_pat
         result = subprocess.run([sys.executable, "-c", script], env={**base, **env}, capture_output=True, text=True,
                                 timeout=60)
         assert result.returncode == 0 and "up" in result.stdout, result.stderr
-        return result.stderr
+        return result.stdout + result.stderr  # Fast DDS 2.x logs errors to stdout, 3.x to stderr
 
     assert "XMLPARSER" in start({variable: str(broken)})
     clean = start(launch_args.fastdds_profile_env("true", str(FASTDDS_XML)))
