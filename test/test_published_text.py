@@ -49,31 +49,41 @@ def test_a_checkpoint_records_its_prompt_and_a_caption_length_covering_its_train
     assert (captioner.config.prompt, captioner.config.max_new_tokens) == ("a picture of ", settings.max_new_tokens)
 
 
-def test_node_caption_bag_and_eval_publish_the_same_strings(checkpoint, tmp_path):
+def test_node_caption_bag_eval_and_onnxruntime_publish_the_same_strings(checkpoint, tmp_path):
+    """Camera frames larger than the model's input (and not square), as a vehicle sends them: blip-eval reads them
+    from PNG files, caption-bag and the node get rgb8 messages, onnxruntime runs the checkpoint's blip-export."""
+    import cv2
     import rclpy
     from ros_helpers import NodeProcess, Probe
     from sensor_msgs.msg import Image
     from std_msgs.msg import String
 
     from blip_caption_ros.backends.model_loading import load_blip
-    from blip_train.data import ImageSet
+    from blip_train.data import prepare_images
     from blip_train.eval import generate_captions
+    from blip_train.export import ExportOptions, export
 
     directory, _ = checkpoint
     rng = np.random.default_rng(3)
-    arrays = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(3)]  # the model's input size
+    # smooth frames (a blurred random field), so that resampling them matters as it does for a real picture
+    arrays = [cv2.GaussianBlur(rng.integers(0, 256, (72, 96, 3), dtype=np.uint8), (9, 9), 3) for _ in range(3)]
     stamps = [1_700_000_000 * S + i * 200 * MS for i in range(len(arrays))]
+    files = []
+    for i, rgb in enumerate(arrays):
+        files.append(tmp_path / f"frame{i}.png")
+        assert cv2.imwrite(str(files[-1]), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
 
-    # blip-eval's generation, with the checkpoint's recorded settings
-    class InMemory(ImageSet):
-        def __getitem__(self, index):
-            return arrays[index]
-
+    # blip-eval's generation, with the checkpoint's recorded settings, through its image cache
     model, processor = load_blip(directory)
     settings = model_caption_settings(directory)
-    evaluated = generate_captions(model, processor, InMemory([tmp_path / f"{i}" for i in range(3)], (32, 32)),
-                                  prompt=settings.prompt, max_new_tokens=settings.max_new_tokens,
-                                  num_beams=settings.num_beams, batch_size=1)
+    images, bad = prepare_images(files, (32, 32), cache_dir=tmp_path / "cache")
+    assert not bad
+    evaluated = generate_captions(model, processor, images, prompt=settings.prompt,
+                                  max_new_tokens=settings.max_new_tokens, num_beams=settings.num_beams, batch_size=2)
+
+    # onnxruntime on the checkpoint's export (which copies its caption settings)
+    export(ExportOptions(checkpoint=str(directory), out=str(tmp_path / "onnx"), samples=1))
+    from_onnx = load_captioner(CaptionerConfig(model=str(tmp_path / "onnx"), backend="onnxruntime")).caption(arrays)
 
     # caption-bag on a recording of the same frames
     bag = tmp_path / "drive"
@@ -94,7 +104,7 @@ def test_node_caption_bag_and_eval_publish_the_same_strings(checkpoint, tmp_path
         probe.wait_until_connected(node, {"front/image": Image}, ["front/caption"])
         from_node = []
         for stamp, rgb in zip(stamps, arrays, strict=True):
-            msg = Image(height=32, width=32, encoding="rgb8", step=96, data=rgb.tobytes())
+            msg = Image(height=72, width=96, encoding="rgb8", step=96 * 3, data=rgb.tobytes())
             msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, S)
             msg.header.frame_id = "front"
             probe.publish("front/image", msg)
@@ -104,7 +114,7 @@ def test_node_caption_bag_and_eval_publish_the_same_strings(checkpoint, tmp_path
         rclpy.shutdown()
         assert node.stop() == 0, node.output()
     assert "overriding" not in node.output()  # nothing was overridden
-    assert from_node == from_bag == evaluated, (from_node, from_bag, evaluated)
+    assert from_node == from_bag == evaluated == from_onnx, (from_node, from_bag, evaluated, from_onnx)
     assert all(caption == tidy_caption(caption) for caption in from_node)  # published text is already tidy
 
 

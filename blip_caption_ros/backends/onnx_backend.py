@@ -17,6 +17,7 @@ import numpy as np
 from . import CaptionerConfig, ModelLoadError
 from .engine_manifest import ManifestError, load_export_manifest
 from .kv_decoder import SPLIT_DECODER
+from .pixels import model_pixels
 
 
 class OnnxCaptioner:
@@ -84,7 +85,7 @@ class OnnxCaptioner:
         if not images:
             return []
         prompt = self.config.prompt if prompt is None else prompt
-        pixels = self.processor(images=list(images), return_tensors="np").pixel_values.astype(np.float32)
+        pixels = model_pixels(self.processor, images)
         start = start_ids(self.processor.tokenizer, prompt, self.bos, len(images))
         ids = self.generate_ids(pixels, start, self.config.max_new_tokens, num_beams=self.config.num_beams)
         return captions_from_ids(self.processor.tokenizer, ids, prompt)

@@ -64,3 +64,8 @@ class ImageSpec:
     def pixel_values(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """RGB uint8 frames of any size -> float32 (B, 3, H, W)."""
         return self.normalise(np.stack([self.resize(image) for image in images]))
+
+
+def model_pixels(processor, images: Sequence[np.ndarray]) -> np.ndarray:
+    """What every backend feeds the vision tower for RGB uint8 frames of any size: float32 (B, 3, H, W)."""
+    return ImageSpec.from_processor(processor).pixel_values(images)

@@ -39,6 +39,7 @@ from .engine_manifest import (
     verify_files,
     write_json_atomic,
 )
+from .pixels import model_pixels
 
 DEFAULT_MAX_BATCH = 6
 DEFAULT_MAX_PROMPT_TOKENS = 16
@@ -225,12 +226,14 @@ class TensorRTCaptioner:
     # ------------------------------------------------------------------------------------------------------------
 
     def caption(self, images: Sequence[np.ndarray], prompt: str | None = None) -> list[str]:
+        import torch
+
         from .decoding import captions_from_ids, start_ids
 
         if not images:
             return []
         prompt = self.config.prompt if prompt is None else prompt
-        pixels = self.processor(images=list(images), return_tensors="pt").pixel_values
+        pixels = torch.from_numpy(model_pixels(self.processor, images))
         start = start_ids(self.processor.tokenizer, prompt, self.bos, len(images))
         ids = self.generate_ids(pixels, start, self.config.max_new_tokens, num_beams=self.config.num_beams)
         return captions_from_ids(self.processor.tokenizer, ids.cpu(), prompt)

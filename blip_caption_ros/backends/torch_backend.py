@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import CaptionerConfig, ModelLoadError
+from .pixels import model_pixels
 
 _DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
@@ -56,7 +57,7 @@ class TorchCaptioner:
         if not images:
             return []
         prompt = self.config.prompt if prompt is None else prompt
-        pixels = self.processor(images=list(images), return_tensors="pt").pixel_values
+        pixels = self._torch.from_numpy(model_pixels(self.processor, images))
         pixels = pixels.to(self.config.device, self._dtype)
         kwargs = {}
         if prompt.strip():

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import CaptionerConfig, ModelLoadError
+from .pixels import model_pixels
 
 _DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 MAX_PROMPT_TOKENS = 16
@@ -166,12 +167,14 @@ class TorchCudaCaptioner:
                                               max_new_tokens=config.max_new_tokens)
 
     def caption(self, images: Sequence[np.ndarray], prompt: str | None = None) -> list[str]:
+        import torch
+
         from .decoding import captions_from_ids, start_ids
 
         if not images:
             return []
         prompt = self.config.prompt if prompt is None else prompt
-        pixels = self.processor(images=list(images), return_tensors="pt").pixel_values
+        pixels = torch.from_numpy(model_pixels(self.processor, images))
         start = start_ids(self.processor.tokenizer, prompt, self.generator.bos, len(images))
         ids = self.generator.generate_ids(pixels, start, self.config.max_new_tokens, num_beams=self.config.num_beams)
         return captions_from_ids(self.processor.tokenizer, ids.cpu(), prompt)
