@@ -5,6 +5,13 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
+JAZZY_VENV := .venv-jazzy
+JAZZY_PY := $(JAZZY_VENV)/bin/python
+# The ROS-facing tests (real rclpy and DDS) that run again on the Jazzy wheels: node, bag replay, fuzz, faults,
+# lifecycle, startup, encodings end to end, the launch logic and the Fast DDS profile variable.
+ROS_TESTS := test/test_node_pipeline.py test/test_node_startup.py test/test_node_lifecycle.py \
+	test/test_node_faults.py test/test_node_fuzz.py test/test_node_encodings.py test/test_bag_replay.py \
+	test/test_launch_args.py test/test_launch_config.py
 OUT ?= runs/demo
 
 # DDS stays on loopback with a domain and ROS_HOME of its own (tests override these per process).
@@ -14,7 +21,7 @@ export ROS_HOME ?= $(CURDIR)/runs/ros_home
 export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: demo test lint java venv bench clean
+.PHONY: demo test test-jazzy lint java venv venv-jazzy bench clean
 
 venv: $(VENV)/.installed
 
@@ -23,6 +30,19 @@ $(VENV)/.installed: requirements-dev.txt setup.py
 	$(PY) -m pip install -q -r requirements-dev.txt 2>&1 | sed '/is ignored: it is neither a file nor a directory/d'
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | sed '/is ignored: it is neither a file nor a directory/d'
 	touch $@
+
+# Second distro: the same code on the ROS 2 Jazzy wheels (requirements-jazzy.txt) in a venv of its own.
+venv-jazzy: $(JAZZY_VENV)/.installed
+
+$(JAZZY_VENV)/.installed: requirements-jazzy.txt requirements-dev.txt setup.py
+	test -x $(JAZZY_PY) || $(PYTHON) -m venv $(JAZZY_VENV)
+	$(JAZZY_PY) -m pip install -q -r requirements-jazzy.txt 2>&1 | sed '/is ignored: it is neither a file nor a directory/d'
+	$(JAZZY_PY) -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | sed '/is ignored: it is neither a file nor a directory/d'
+	touch $@
+
+# ROS_DISTRO as a Jazzy install's setup script sets it (the launch logic picks the Fast DDS variable from it).
+test-jazzy: venv-jazzy
+	ROS_DISTRO=jazzy $(JAZZY_PY) -m pytest $(ROS_TESTS)
 
 # METEOR and the PTB tokenizer of pycocoevalcap run on Java.
 java:

@@ -46,7 +46,9 @@ def image_mutants(rng: np.random.Generator, stamp_ns: int) -> list[Mutant]:
     return [
         Mutant("unknown encoding", _raw(stamp_ns, "rgb9", w, h, w * 3, pixels), True),
         Mutant("empty encoding", _raw(stamp_ns, "", w, h, w * 3, pixels), True),
-        Mutant("bayer encoding", _raw(stamp_ns, "bayer_rggb8", w, h, w, pixels[: w * h]), True),
+        Mutant("depth encoding (32FC1)", _raw(stamp_ns, "32FC1", w, h, w * 4, pixels + pixels[: w * h]), True),
+        Mutant("yuyv with an odd width", _raw(stamp_ns, "yuyv", w - 1, h, w * 2, pixels), True),
+        Mutant("bayer encoding", _raw(stamp_ns, "bayer_rggb8", w, h, w, pixels[: w * h]), False),
         Mutant("data shorter than height x step", _raw(stamp_ns, "rgb8", w, h, w * 3, pixels[: len(pixels) // 2]),
                True),
         Mutant("step smaller than a row", _raw(stamp_ns, "rgb8", w, h, w, pixels), True),

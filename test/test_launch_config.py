@@ -11,11 +11,11 @@ import pytest
 import yaml
 from ros_helpers import CONFIG_YAML, REPO, NodeProcess, Probe
 
+from blip_caption_ros.launch_args import fastdds_profile_env
 from blip_caption_ros.params import NodeParams
 
-LAUNCH_FILE = REPO / "launch" / "caption.launch.py"
+LAUNCH_DIR = REPO / "launch"
 FASTDDS_XML = REPO / "config" / "fastdds_large_data.xml"
-REQUIRED_ARGUMENTS = {"params_file", "model", "backend", "cameras", "image_transport", "namespace", "use_sim_time"}
 
 
 def _calls(tree: ast.AST, name: str) -> list[ast.Call]:
@@ -23,24 +23,36 @@ def _calls(tree: ast.AST, name: str) -> list[ast.Call]:
             and getattr(node.func, "id", getattr(node.func, "attr", None)) == name]
 
 
-def test_launch_file_declares_described_arguments_and_starts_the_console_script():
-    tree = ast.parse(LAUNCH_FILE.read_text())
-    declared = {}
-    for call in _calls(tree, "DeclareLaunchArgument"):
-        keywords = {kw.arg: kw.value for kw in call.keywords}
-        assert isinstance(keywords.get("description"), ast.Constant), ast.dump(call)
-        declared[call.args[0].value] = keywords["description"].value
-    assert set(declared) >= REQUIRED_ARGUMENTS
-    assert all(len(description) > 15 for description in declared.values()), declared
-    literals = {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)}
-    used = {name for name in declared if name in literals - set(declared.values())}
-    assert used == set(declared)  # every argument is read back by name
-    assert {"caption.yaml", "fastdds_large_data.xml", "FASTDDS_DEFAULT_PROFILES_FILE"} <= literals
+def _strings(tree: ast.AST) -> set[str]:
+    return {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+
+
+def test_caption_launch_declares_every_argument_from_launch_args_and_starts_the_console_script():
+    tree = ast.parse((LAUNCH_DIR / "caption.launch.py").read_text())
+    declared = [call for call in _calls(tree, "DeclareLaunchArgument")]
+    assert all("description" in {kw.arg for kw in call.keywords} for call in declared)
+    literals = _strings(tree)
+    # the node arguments and switches come from launch_args (tested in test_launch_args.py), read back by name there
+    assert {"node_argument_descriptions", "LAUNCH_SWITCHES", "NODE_ARGUMENTS"} <= {
+        node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+    assert {"params_file", "namespace", "use_sim_time", "fastdds_profile", "log_level", "respawn",
+            "respawn_delay"} <= literals
+    assert "caption.yaml" in literals and "fastdds_large_data.xml" in ast.unparse(tree)
     (node,) = _calls(tree, "Node")
     keywords = {kw.arg: kw.value for kw in node.keywords}
     assert keywords["executable"].value == "caption_node"
+    assert {"respawn", "arguments", "additional_env", "parameters"} <= set(keywords)
+    assert _calls(tree, "OnProcessExit") and "is_shutdown" in ast.unparse(tree)
     assert "caption_node = blip_caption_ros.caption_node:main" in (REPO / "setup.py").read_text()
     assert "generate_launch_description" in {f.name for f in tree.body if isinstance(f, ast.FunctionDef)}
+
+
+def test_replay_launch_ends_with_the_player_and_offers_both_players():
+    tree = ast.parse((LAUNCH_DIR / "replay.launch.py").read_text())
+    literals = _strings(tree)
+    assert {"bag", "player", "rate", "loop", "start_offset", "caption.launch.py", "use_sim_time"} <= literals
+    assert _calls(tree, "OnProcessExit") and _calls(tree, "Shutdown") and _calls(tree, "player_command")
+    assert "bag-replay = blip_caption_ros.bag_replay:main" in (REPO / "setup.py").read_text()
 
 
 def test_config_lists_every_parameter():
@@ -113,7 +125,7 @@ def test_fastdds_profile_has_a_64mb_shared_memory_segment_and_loads():
         " p.publish(String(data='x')); rclpy.spin_once(n, timeout_sec=0.05)\n"
         "print('delivered' if got else 'lost'); rclpy.shutdown()"
     )
-    env = {**os.environ, "FASTDDS_DEFAULT_PROFILES_FILE": str(FASTDDS_XML)}
+    env = {**os.environ, **fastdds_profile_env("true", str(FASTDDS_XML))}  # the variable this distro reads
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "delivered" in result.stdout, result.stdout + result.stderr
     assert "error" not in result.stderr.lower(), result.stderr

@@ -158,7 +158,7 @@ def test_bad_inputs_are_counted_and_survived(probe):
     t = T0 + 30 * S
     raw_front, comp_front, raw_node = f"{RAW}/caption_node: front", f"{COMP}/caption_node: front", f"{RAW}/caption_node"
     bad_before = {name: int(probe.status(name).get("bad_inputs", 0)) for name in (raw_front, comp_front)}
-    probe.publish(f"{RAW}/front/image", make_image(t, "front_optical", encoding="yuv422"))
+    probe.publish(f"{RAW}/front/image", make_image(t, "front_optical", encoding="32FC1"))
     probe.publish(f"{COMP}/front/image/compressed", make_compressed(t, "front_optical", data=b"\xff\xd8 broken"))
     for name in (raw_front, comp_front):
         status = probe.wait_status(name, lambda s, name=name: int(s["bad_inputs"]) == bad_before[name] + 1,
