@@ -35,7 +35,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import bag_io
-from .backends import CaptionerConfig, ModelLoadError, load_captioner
+from .backends import PRECISIONS, CaptionerConfig, ModelLoadError, load_captioner
 from .backends.caption_settings import CaptionSettingsError, model_caption_settings
 from .frame_slots import Frame, FrameSlots
 from .imaging import compressed_to_rgb, image_to_rgb
@@ -210,7 +210,7 @@ def add_caption_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="save_pretrained directory, export directory or hub id")
     parser.add_argument("--backend", default="torch", help="captioner backend (default torch)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
     parser.add_argument("--prompt", default=None, help="caption prompt prefix (default: the model's, see "
                         "caption_settings; 'a picture of' for a model that records none)")
     parser.add_argument("--max-new-tokens", type=int, default=None,

@@ -42,8 +42,10 @@ def loopback_ros_environment(home_prefix: str = "ros_home_", own_domain: bool = 
         os.environ["ROS_DOMAIN_ID"] = str(10 + os.getpid() % 90)
     os.environ["ROS_HOME"] = tempfile.mkdtemp(prefix=home_prefix)
     os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
-    if large_data_profile:
-        os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(LARGE_DATA_PROFILE))
+    if large_data_profile:  # the variable the installed distro's Fast DDS reads (launch files do the same)
+        from blip_caption_ros.launch_args import fastdds_profile_variable
+
+        os.environ.setdefault(fastdds_profile_variable(), str(LARGE_DATA_PROFILE))
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
 

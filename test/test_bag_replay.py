@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from ros_helpers import REPO, NodeProcess, Probe, counters_balance
+from ros_helpers import REPO, NodeProcess, counters_balance
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CompressedImage, PointCloud2
 from std_msgs.msg import String
@@ -26,17 +26,6 @@ def drive(tmp_path_factory):
         for m in reader.messages():
             messages.setdefault(m.topic, []).append(reader.decode(m))
     return path, messages
-
-
-@pytest.fixture
-def probe():
-    import rclpy
-
-    rclpy.init()
-    probe = Probe("replay_probe")
-    yield probe
-    probe.destroy()
-    rclpy.shutdown()
 
 
 def start_replay(bag, *args):
