@@ -1,9 +1,10 @@
 """The OpenVINO backend: runs a `blip-export` directory (the same ONNX graphs onnxruntime runs) on OpenVINO Runtime.
 
-For x86 vehicles without an NVIDIA GPU: OpenVINO's CPU plugin is faster than onnxruntime on the ViT encoder and the
-decoder step, and the same export also runs on an Intel GPU or NPU (`device` GPU, GPU.N, NPU; cpu or CPU for the
-processor). No second export path: OpenVINO reads vision.onnx and decoder.split.onnx (decoder.onnx for older exports)
-directly; the export plumbing (manifest check, int8 choice, processor, KV-cache step) is onnx_backend's.
+For x86 vehicles without an NVIDIA GPU: the same export runs on OpenVINO's CPU plugin (on this project's AVX2 test
+machine no faster than onnxruntime; see the README's performance section) and on an Intel GPU or NPU (`device` GPU,
+GPU.N, NPU; cpu or CPU for the processor), which onnxruntime's CPU build cannot use. No second export path:
+OpenVINO reads vision.onnx and decoder.split.onnx (decoder.onnx for older exports) directly; the export plumbing
+(manifest check, int8 choice, processor, KV-cache step) is onnx_backend's.
 
 Precision:
 - fp32: exact (`generate`'s greedy ids). OpenVINO's CPU plugin runs bf16 by default on CPUs with AVX512_BF16/AMX,
