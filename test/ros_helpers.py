@@ -248,3 +248,30 @@ class Probe:
     def destroy(self) -> None:
         self.executor.remove_node(self.node)
         self.node.destroy_node()
+
+
+def caption_one_frame(namespace: str, *params: str) -> tuple[dict, np.ndarray]:
+    """Start caption_node in `namespace` with `params` (e.g. "-p", "backend:=..."), send it one 64x48 rgb8 frame on
+    front/image and return (the caption record it publishes, the frame's RGB pixels); the node must stop cleanly."""
+    import rclpy
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import String
+
+    from blip_caption_ros.imaging import image_to_rgb
+
+    stamp = 1_700_000_000 * 1_000_000_000
+    rclpy.init()
+    node = NodeProcess("-r", f"__ns:=/{namespace}", *params, "-p", "cameras:=[front]")
+    probe = Probe(f"{namespace}_probe")
+    try:
+        probe.subscribe(String, f"/{namespace}/front/caption")
+        probe.wait_until_connected(node, {f"/{namespace}/front/image": Image}, [f"/{namespace}/front/caption"])
+        image = make_image(stamp, "front_camera", width=64, height=48, seed=7)
+        probe.publish(f"/{namespace}/front/image", image)
+        caption = probe.caption_for(f"/{namespace}/front/caption", stamp, timeout=60)
+    finally:
+        probe.destroy()
+        rclpy.shutdown()
+        assert node.stop() == 0, node.output()
+        assert "Traceback" not in node.output(), node.output()
+    return caption, image_to_rgb(image.encoding, image.height, image.width, image.step, image.data)

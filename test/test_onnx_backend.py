@@ -111,30 +111,9 @@ def test_not_an_export_dir_and_unsupported_settings(export_dir, tiny_blip_dir, t
 @pytest.mark.ros
 def test_caption_node_runs_on_onnxruntime(export_dir, torch_captioner):
     """The real node (own process, real DDS) with backend=onnxruntime: a caption arrives, equal to torch's."""
-    import rclpy
-    from ros_helpers import NodeProcess, Probe, make_image
-    from sensor_msgs.msg import Image
-    from std_msgs.msg import String
+    from ros_helpers import caption_one_frame
 
-    from blip_caption_ros.imaging import image_to_rgb
-
-    stamp = 1_700_000_000 * 1_000_000_000
-    rclpy.init()
-    node = NodeProcess("-r", "__ns:=/onnx", "-p", "backend:=onnxruntime",
-                       "-p", f"model:={export_dir}", "-p", "max_new_tokens:=12",
-                       "-p", "prompt:=a picture of", "-p", "cameras:=[front]")
-    probe = Probe("onnx_probe")
-    try:
-        probe.subscribe(String, "/onnx/front/caption")
-        probe.wait_until_connected(node, {"/onnx/front/image": Image}, ["/onnx/front/caption"])
-        image = make_image(stamp, "front_camera", width=64, height=48, seed=7)
-        probe.publish("/onnx/front/image", image)
-        caption = probe.caption_for("/onnx/front/caption", stamp, timeout=60)
-        assert caption["backend"] == "onnxruntime"
-        assert caption["caption"] == torch_captioner.caption(
-            [image_to_rgb(image.encoding, image.height, image.width, image.step, image.data)], prompt="a picture of")[0]
-    finally:
-        probe.destroy()
-        rclpy.shutdown()
-        assert node.stop() == 0, node.output()
-        assert "Traceback" not in node.output(), node.output()
+    caption, rgb = caption_one_frame("onnx", "-p", "backend:=onnxruntime", "-p", f"model:={export_dir}",
+                                     "-p", "max_new_tokens:=12", "-p", "prompt:=a picture of")
+    assert caption["backend"] == "onnxruntime"
+    assert caption["caption"] == torch_captioner.caption([rgb], prompt="a picture of")[0]

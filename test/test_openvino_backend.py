@@ -147,30 +147,10 @@ def test_changed_or_broken_files_are_refused(export_dir, tmp_path):
 @pytest.mark.ros
 def test_caption_node_runs_on_openvino(export_dir, torch_captioner):
     """The real node (own process, real DDS) with backend=openvino: a caption arrives, equal to torch's."""
-    import rclpy
-    from ros_helpers import NodeProcess, Probe, make_image
-    from sensor_msgs.msg import Image
-    from std_msgs.msg import String
+    from ros_helpers import caption_one_frame
 
-    from blip_caption_ros.imaging import image_to_rgb
-
-    stamp = 1_700_000_000 * 1_000_000_000
-    rclpy.init()
-    node = NodeProcess("-r", "__ns:=/openvino", "-p", "backend:=openvino", "-p", "device:=CPU",
-                       "-p", f"model:={export_dir}", "-p", "max_new_tokens:=12",
-                       "-p", "prompt:=a picture of", "-p", "cameras:=[front]")
-    probe = Probe("openvino_probe")
-    try:
-        probe.subscribe(String, "/openvino/front/caption")
-        probe.wait_until_connected(node, {"/openvino/front/image": Image}, ["/openvino/front/caption"])
-        image = make_image(stamp, "front_camera", width=64, height=48, seed=7)
-        probe.publish("/openvino/front/image", image)
-        caption = probe.caption_for("/openvino/front/caption", stamp, timeout=60)
-        assert caption["backend"] == "openvino"
-        assert caption["caption"] == torch_captioner.caption(
-            [image_to_rgb(image.encoding, image.height, image.width, image.step, image.data)], prompt="a picture of")[0]
-    finally:
-        probe.destroy()
-        rclpy.shutdown()
-        assert node.stop() == 0, node.output()
-        assert "Traceback" not in node.output(), node.output()
+    caption, rgb = caption_one_frame("openvino", "-p", "backend:=openvino", "-p", "device:=CPU",
+                                     "-p", f"model:={export_dir}", "-p", "max_new_tokens:=12",
+                                     "-p", "prompt:=a picture of")
+    assert caption["backend"] == "openvino"
+    assert caption["caption"] == torch_captioner.caption([rgb], prompt="a picture of")[0]
