@@ -96,9 +96,21 @@ def test_precision_that_does_not_fit_the_export_or_the_device_is_refused(export_
         if capability in capabilities:
             captioner = _openvino(export_dir, precision=precision)
             assert not captioner.exact and len(captioner.caption(IMAGES[:1])) == 1
+            reduced = {"bf16": ov.Type.bf16, "fp16": ov.Type.f16}[precision]
+            assert captioner.compiled["vision"].get_property("INFERENCE_PRECISION_HINT") == reduced
+            # the memory-bound decoder step stays f32 on the CPU (it ran slower at bf16)
+            assert captioner.compiled["decoder"].get_property("INFERENCE_PRECISION_HINT") == ov.Type.f32
         else:
             assert f"precision '{precision}': OpenVINO's CPU plugin here has no {capability}" in _load_error(
                 export_dir, precision=precision)
+
+
+def test_only_the_cpu_keeps_the_decoder_at_f32():
+    from blip_caption_ros.backends.openvino_backend import graph_precisions
+
+    assert graph_precisions("CPU", "bf16") == {"vision": "bf16", "decoder": "f32"}
+    assert graph_precisions("CPU", "f32") == {"vision": "f32", "decoder": "f32"}
+    assert graph_precisions("GPU.1", "f16") == {"vision": "f16", "decoder": "f16"}
 
 
 def test_devices_are_openvino_names_and_must_exist(export_dir):
