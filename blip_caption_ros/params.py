@@ -30,16 +30,17 @@ class NodeParams:
                         "save_pretrained directory (weights + processor), a hub id already in the local cache, or a "
                         "blip-export directory (onnxruntime, openvino, tensorrt)")
     backend: str = _param("torch", "inference backend: torch, torch-cuda, onnxruntime, openvino or tensorrt; on a "
-                          "CPU-only vehicle openvino (fp32 exact, fastest exact; int8 fastest approximate), "
-                          "onnxruntime where OpenVINO is not installed")
+                          "CPU-only vehicle onnxruntime or openvino at fp32 (exact), openvino bf16 on CPUs with AMX "
+                          "or onnxruntime int8 (approximate, fastest); see the README's performance section")
     engine_dir: str = _param("", "tensorrt: engine directory; empty = <model>/tensorrt")
     force_engine_update: bool = _param(False, "tensorrt: rebuild the engines from the ONNX files when they were "
                                        "built for another GPU or TensorRT version (takes minutes) instead of failing")
     device: str = _param("cpu", "cpu, cuda or cuda:N; backend openvino: OpenVINO device names cpu/CPU, GPU, GPU.N "
                          "(Intel GPU) or NPU")
     precision: str = _param("fp32", "fp32 (exact: the same captions on every backend), or an approximate mode: fp16 "
-                            "(CUDA; openvino on GPU/NPU), bf16 (torch; openvino on CPUs with bf16 support) or int8 "
-                            "(the export's int8/ graphs; onnxruntime, openvino)", choices=PRECISIONS)
+                            "(CUDA; openvino on GPU/NPU), bf16 (torch; openvino on CPUs with bf16 support: its vision "
+                            "graph at bf16) or int8 (the export's int8/ graphs; onnxruntime, openvino)",
+                            choices=PRECISIONS)
     allow_model_download: bool = _param(False, "fetch a hub id missing from the local HF cache from the hub; off, the "
                                         "node never touches the network")
     prompt: str = _param(STOCK.prompt, "text the caption starts from (stripped from the output); default: the "

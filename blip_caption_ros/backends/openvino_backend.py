@@ -1,10 +1,11 @@
 """The OpenVINO backend: runs a `blip-export` directory (the same ONNX graphs onnxruntime runs) on OpenVINO Runtime.
 
-For x86 vehicles without an NVIDIA GPU: the same export runs on OpenVINO's CPU plugin (on this project's AVX2 test
-machine no faster than onnxruntime; see the README's performance section) and on an Intel GPU or NPU (`device` GPU,
-GPU.N, NPU; cpu or CPU for the processor), which onnxruntime's CPU build cannot use. No second export path:
-OpenVINO reads vision.onnx and decoder.split.onnx (decoder.onnx for older exports) directly; the export plumbing
-(manifest check, int8 choice, processor, KV-cache step) is onnx_backend's.
+For x86 vehicles without an NVIDIA GPU: the same export runs on OpenVINO's CPU plugin (exact fp32 about as fast
+as onnxruntime on the 2-core test machines; bf16 the fastest OpenVINO mode on CPUs with AMX; see the README's
+performance section) and on an Intel GPU or NPU (`device` GPU, GPU.N, NPU; cpu or CPU for the processor), which
+onnxruntime's CPU build cannot use. No second export path: OpenVINO reads vision.onnx and decoder.split.onnx
+(decoder.onnx for older exports) directly; the export plumbing (manifest check, int8 choice, processor, KV-cache
+step) is onnx_backend's.
 
 Precision:
 - fp32: exact (`generate`'s greedy ids). OpenVINO's CPU plugin runs bf16 by default on CPUs with AVX512_BF16/AMX,
@@ -12,10 +13,11 @@ Precision:
 - bf16 (CPU) / fp16 (GPU, NPU): approximate, the fp32 graphs at OpenVINO's reduced inference precision. On the CPU
   only the vision graph runs at bf16: it is compute-bound (~125 GFLOP an image), and bf16 (AMX/AVX512_BF16) ran it
   2.4x faster than f32 on the AMX test machine (356 vs 843 ms), while the one-token decoder step is memory-bound and
-  ran slower at bf16 (43.7 vs 34.4 ms, converting the f32 image keys/values and cache on every step), so the decoder
-  stays at f32.
+  ran slower at bf16 (43.7 vs 34.4 ms: OpenVINO's AMX bf16 matrix-vector kernels read the weights at ~9 GB/s, its
+  f32 ones at ~17), so the decoder stays at f32.
 - int8: approximate, the export's dynamic-int8 graphs (`blip-export --int8`, the `int8/` subdirectory; `model` may
-  name either the export or its int8/ directly).
+  name either the export or its int8/ directly). OpenVINO runs these onnxruntime-style graphs (MatMulInteger)
+  slower than its own fp32 (0.89x of torch eager at batch 1 on the AMX machine); onnxruntime int8 is the fast int8.
 """
 
 from __future__ import annotations
