@@ -203,3 +203,27 @@ def test_full_size_blip_base_export_gives_generate_ids(tmp_path):
     build_blip(WORDS, checkpoint, arch=BLIP_BASE)
     manifest = export(ExportOptions(checkpoint=str(checkpoint), out=str(tmp_path / "onnx"), samples=2))
     assert all(r["identical"] for r in manifest["parity"]["greedy_ids"].values())
+
+
+@pytest.mark.parametrize("text_hidden, heads, scaled", [(128, 2, True), (96, 2, False)])
+def test_scaling_the_query_is_bit_identical_to_dividing_the_scores(tmp_path, text_hidden, heads, scaled):
+    """head_dim 64 (BLIP-base's): the exported decoder scales the query by 1/8; head_dim 48: it divides the scores."""
+    import torch
+
+    from blip_caption_ros.backends.kv_decoder import KVDecoder, VisionCrossKV, cache_shape
+
+    arch = BlipArchitecture(image_size=64, vision_hidden=64, vision_layers=1, vision_heads=2, vision_intermediate=128,
+                            text_hidden=text_hidden, text_layers=2, text_heads=heads, text_intermediate=256,
+                            max_position_embeddings=32)
+    model = build_blip(WORDS, tmp_path / "model", arch=arch)[0].eval()
+    decoder = KVDecoder(model).eval()
+    assert (decoder.query_scale is not None) == scaled
+    torch.manual_seed(0)
+    with torch.inference_mode():
+        cross_kv = VisionCrossKV(model)(torch.randn(2, 3, 64, 64))
+        args = (torch.randint(0, 10, (2, 3)), torch.arange(2, 5).expand(2, 3), torch.ones(2, 2, dtype=torch.long),
+                torch.randn(cache_shape(model, 2, 2)), cross_kv)
+        logits, new_kv = decoder(*args)
+        decoder.query_scale = None
+        divided_logits, divided_kv = decoder(*args)
+    assert torch.equal(logits, divided_logits) and torch.equal(new_kv, divided_kv)

@@ -2,7 +2,8 @@
 
 HuggingFace's BLIP keeps its cache in `Cache` objects that neither ONNX nor CUDA graphs can carry, so the export and
 the fast GPU path use these two modules instead. They reuse the checkpoint's own submodules (no copied weights) and
-do the same arithmetic in the same order as `BlipTextLMHeadModel`, so greedy decoding gives `generate`'s ids:
+do the same arithmetic in the same order as `BlipTextLMHeadModel` (the one change, the score scale applied to the
+query, is bit-identical; see KVDecoder), so greedy decoding gives `generate`'s ids:
 
 - `VisionCrossKV`: pixel_values [B, 3, H, W] -> cross_kv [L, 2, B, heads, N, head_dim], the image tokens already
   projected to every decoder layer's cross-attention keys and values (computed once per image, not once per token).
@@ -70,13 +71,21 @@ class KVDecoder(nn.Module):
         self.heads = config.num_attention_heads
         self.head_dim = config.hidden_size // config.num_attention_heads
         self.scale = math.sqrt(self.head_dim)
+        # HF divides the scores by sqrt(head_dim). Where that is a power of two (BLIP-base: 64 -> 8), scaling the
+        # query instead is bit-identical (a power-of-two factor is exact in floating point, before or after the sums)
+        # and leaves the runtimes nothing to move: OpenVINO otherwise folds the division onto the key side, i.e. it
+        # rescales all N image keys of every layer (and the whole self-attention cache) on every token.
+        self.query_scale = 1.0 / self.scale if math.log2(self.scale).is_integer() else None
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         batch, seq = x.shape[0], x.shape[1]
         return x.view(batch, seq, self.heads, self.head_dim).transpose(1, 2)
 
     def _attend(self, query, key, value, bias):
-        scores = torch.matmul(query, key.transpose(-1, -2)) / self.scale
+        if self.query_scale is not None:
+            scores = torch.matmul(query * self.query_scale, key.transpose(-1, -2))
+        else:
+            scores = torch.matmul(query, key.transpose(-1, -2)) / self.scale
         if bias is not None:
             scores = scores + bias
         context = torch.matmul(torch.softmax(scores, dim=-1), value)
