@@ -21,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .bag_storage import Ros1Storage, StorageError, TopicInfo, open_storage
 from .input_limits import BAG_MESSAGE_BYTES, InputTooLargeError
 
 DEFAULT_STORE = "ros2_humble"
@@ -204,9 +205,22 @@ class BagWriter:
     def __exit__(self, *exc_info) -> None:
         self._writer.close()
 
-    def connection(self, topic: str, msgtype: str):
+    def connection(self, topic: str, msgtype: str, source: TopicInfo | None = None):
+        """The output connection of `topic`; a copied topic keeps its source's definition, format and QoS."""
         if topic not in self._connections:
-            self._connections[topic] = self._writer.add_connection(topic, msgtype, typestore=self._store)
+            from rosbags.rosbag2.metadata import parse_qos
+
+            options = {"typestore": self._store}
+            if source is not None:
+                if source.definition:
+                    # rosbags needs a hash argument; MCAP storage does not store it, sqlite3 does ('' when unknown).
+                    options = {"msgdef": source.definition, "rihs01": source.type_hash or "-"}
+                elif msgtype not in self._store.types:
+                    raise UnknownTypeError(f"{topic}: the bag has no definition of {msgtype}")
+                options["serialization_format"] = source.serialization_format or "cdr"
+                with contextlib.suppress(Exception):  # QoS is kept where rosbags can parse it, dropped otherwise
+                    options["offered_qos_profiles"] = parse_qos(source.offered_qos_profiles)
+            self._connections[topic] = self._writer.add_connection(topic, msgtype, **options)
             self.counts[topic] = 0
         return self._connections[topic]
 
@@ -214,10 +228,18 @@ class BagWriter:
         """Serialise and write `msg` on `topic` at receive time `time_ns`."""
         self.write_raw(topic, msg.__msgtype__, time_ns, self._store.serialize_cdr(msg, msg.__msgtype__))
 
-    def write_raw(self, topic: str, msgtype: str, time_ns: int, data: bytes | memoryview) -> None:
-        """Write already-serialised CDR bytes (copying a topic from another bag)."""
-        self._writer.write(self.connection(topic, msgtype), int(time_ns), data)
+    def write_raw(self, topic: str, msgtype: str, time_ns: int, data: bytes | memoryview,
+                  source: TopicInfo | None = None) -> None:
+        """Write already-serialised bytes (copying a topic from another bag, with its TopicInfo as `source`).
+
+        Raises UnknownTypeError for a type that neither the bag defines nor the type store knows.
+        """
+        self._writer.write(self.connection(topic, msgtype, source), int(time_ns), data)
         self.counts[topic] += 1
+
+
+class UnknownTypeError(BagError):
+    """A topic whose type cannot be written: no definition in its bag and not a type the store knows."""
 
 
 @dataclass(frozen=True)
@@ -229,20 +251,21 @@ class BagMessage:
 
 
 class BagReader:
-    """Reads a rosbag2 directory or .mcap/.db3 file (or a ROS 1 .bag) with rosbags' AnyReader."""
+    """Reads a rosbag2 (directory, .db3 or .mcap; any storage version, split, compressed) or a ROS 1 .bag.
+
+    Messages come raw, in receive-time order, CDR-encoded (a ROS 1 bag is converted, see bag_storage).
+    """
 
     def __init__(self, path: str | Path, store: str = DEFAULT_STORE):
-        from rosbags.highlevel import AnyReader
-
         self.path = Path(path)
         if not self.path.exists():
             raise BagError(f"{self.path}: no such bag")
         self._store = typestore(store)
         try:
-            self._reader = AnyReader([self.path], default_typestore=self._store)
-            self._reader.open()
-        except Exception as exc:  # rosbags raises its own error types per storage; all mean "not a readable bag"
-            raise BagError(f"{self.path}: not a readable rosbag2 bag ({type(exc).__name__}: {exc})") from None
+            self._storage = open_storage(self.path)
+        except StorageError as exc:
+            raise BagError(f"{self.path}: {exc}") from None
+        self.is_ros1 = isinstance(self._storage, Ros1Storage)
 
     def __enter__(self) -> BagReader:
         return self
@@ -251,42 +274,41 @@ class BagReader:
         self.close()
 
     def close(self) -> None:
-        self._reader.close()
+        self._storage.close()
+
+    @property
+    def topic_info(self) -> dict[str, TopicInfo]:
+        """topic -> type, serialization format, the bag's definition and the recorded QoS."""
+        return self._storage.topics
 
     @property
     def topics(self) -> dict[str, str]:
         """topic -> message type."""
-        return {c.topic: c.msgtype for c in self._reader.connections}
+        return {name: info.msgtype for name, info in self.topic_info.items()}
 
     @property
-    def start_ns(self) -> int:
-        return self._reader.start_time
-
-    @property
-    def end_ns(self) -> int:
-        return self._reader.end_time
-
-    @property
-    def message_count(self) -> int:
-        return self._reader.message_count
+    def message_count(self) -> int | None:
+        """Messages in the files (None where a file does not say without reading it through)."""
+        return self._storage.message_count
 
     def messages(self, topics: Iterable[str] | None = None) -> Iterator[BagMessage]:
         """Messages in receive-time order, raw; a truncated or corrupt file raises BagError naming the bag."""
         wanted = set(topics) if topics is not None else None
-        connections = [c for c in self._reader.connections if wanted is None or c.topic in wanted]
-        if not connections:
-            return
+        types = self.topics
         limit = BAG_MESSAGE_BYTES.value()
         try:
-            for connection, time_ns, raw in self._reader.messages(connections=connections):
-                if len(raw) > limit:
-                    BAG_MESSAGE_BYTES.check(len(raw), f"{self.path}: {connection.msgtype} on {connection.topic} "
-                                                      f"at {time_ns} ns")
-                yield BagMessage(connection.topic, connection.msgtype, time_ns, raw)
+            for message in self._storage.messages(wanted):
+                if len(message.data) > limit:
+                    BAG_MESSAGE_BYTES.check(len(message.data), f"{self.path}: {types.get(message.topic)} on "
+                                                               f"{message.topic} at {message.time_ns} ns")
+                yield BagMessage(message.topic, types.get(message.topic, ""), message.time_ns, message.data)
         except InputTooLargeError as exc:
             raise BagError(str(exc)) from None
-        except Exception as exc:  # see __init__
-            raise BagError(f"{self.path}: bag is truncated or corrupt ({type(exc).__name__}: {exc})") from None
+        except StorageError as exc:
+            raise BagError(f"{self.path}: {exc}") from None
+
+    def can_decode(self, msgtype: str) -> bool:
+        return msgtype in self._store.types
 
     def decode(self, message: BagMessage):
         try:
