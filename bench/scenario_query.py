@@ -23,11 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from blip_train.bdd100k import DET20_CATEGORIES, Box, FrameRecord
 from blip_train.captions import caption_frame
-from blip_train.scenario_index import COLUMNS, TABLE, caption_row, connect, insert_rows
-from blip_train.scenario_search import build_filter, build_parser, search
-from blip_train.synthetic import DRAWN_SCENES, DRAWN_TIMES_OF_DAY, DRAWN_WEATHERS
+from blip_train.datasets.records import DET20_CATEGORIES, Box, FrameRecord
+from blip_train.datasets.synthetic import DRAWN_SCENES, DRAWN_TIMES_OF_DAY, DRAWN_WEATHERS
+from blip_train.drives.scenario_index import COLUMNS, TABLE, caption_row, connect, insert_rows
+from blip_train.drives.scenario_search import build_filter, build_parser, search
 
 QUERY = ["--weather", "rainy", "--timeofday", "night", "--object", "pedestrian:left", "--lidar-within", "10",
          "--text", "pedestrian"]

@@ -9,10 +9,10 @@ OUT/eval (metrics.json, captions, report/index.html + captions.png + loss.png). 
 3. evaluates the best checkpoint against the untrained model on held-out frames with the real blip-eval code,
 4. writes the before/after report and checks the pass bar: time-of-day accuracy >= 0.9 and weather >= 0.75, each at
    least 40 points above always answering the most common value. Exit status 1 when the bar is missed.
-5. records a synthetic drive (camera + LiDAR + radar + GPS/IMU, blip_train.synthetic_drive) and captions it with the
-   trained model through `caption-bag` (the node's runtime and time matching), writing OUT/drive_captioned, an MCAP
-   to open in Foxglove; it reads the captions back with the mcap ROS 2 decoder and says how many state the drive's
-   weather and time of day.
+5. records a synthetic drive (camera + LiDAR + radar + GPS/IMU, blip_train.drives.synthetic_drive) and captions it
+   with the trained model through `caption-bag` (the node's runtime and time matching), writing OUT/drive_captioned,
+   an MCAP to open in Foxglove; it reads the captions back with the mcap ROS 2 decoder and says how many state the
+   drive's weather and time of day.
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ from blip_train.checkpoint import CheckpointError, quiet_transformers
 from blip_train.config import EvalSettings, ScoringConfig, TrainingConfig
 from blip_train.data import DataError
 from blip_train.dataclass_args import ConfigError, config_from_dict, load_recipe
+from blip_train.datasets.synthetic import generate_dataset
+from blip_train.drives.synthetic_drive import DriveConfig, write_drive
 from blip_train.eval import format_summary
 from blip_train.eval import run as run_eval
-from blip_train.synthetic import generate_dataset
-from blip_train.synthetic_drive import DriveConfig, write_drive
 from blip_train.train import train
 
 #: config/train/demo.yaml, in code so an installed package needs no file from the source tree.

@@ -18,7 +18,8 @@ import cv2
 import numpy as np
 
 from blip_train.attributes import ATTRIBUTE_KEYS, detect_attribute, labelled_categories, mentioned_categories
-from blip_train.bdd100k import UNDEFINED, image_path
+from blip_train.datasets.bdd100k import image_path
+from blip_train.datasets.records import UNDEFINED
 
 BEFORE_COLOR = "#c0392b"
 AFTER_COLOR = "#1e7b4f"

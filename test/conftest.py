@@ -50,7 +50,7 @@ def tiny_blip_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def synthetic_bdd(tmp_path_factory):
     """synthetic_bdd(train, val, seed): a generated BDD100K root with that many frames per split, made once."""
-    from blip_train.synthetic import generate_dataset
+    from blip_train.datasets.synthetic import generate_dataset
 
     made = {}
 
@@ -68,7 +68,7 @@ def synthetic_bdd(tmp_path_factory):
 @pytest.fixture(scope="session")
 def synthetic_cityscapes(tmp_path_factory):
     """synthetic_cityscapes(train, seed): a generated Cityscapes root with a training split, made once."""
-    from blip_train.synthetic import generate_cityscapes
+    from blip_train.datasets.synthetic import generate_cityscapes
 
     made = {}
 

@@ -19,8 +19,8 @@ from blip_train.attributes import (
     score_captions,
     score_objects,
 )
-from blip_train.bdd100k import DET20_CATEGORIES, SCENES, TIMES_OF_DAY, UNDEFINED, WEATHERS, Box, FrameRecord
 from blip_train.captions import caption_frame, distance_of, group_boxes, region_of
+from blip_train.datasets.records import DET20_CATEGORIES, SCENES, TIMES_OF_DAY, UNDEFINED, WEATHERS, Box, FrameRecord
 
 
 def box(category: str, x: float = 600, size: float = 120, color: str | None = None) -> Box:

@@ -12,7 +12,7 @@ from std_msgs.msg import String
 
 from blip_caption_ros import bag_io
 from blip_caption_ros.sensors import summarize_lidar, summarize_radar
-from blip_train.synthetic_drive import DriveConfig, write_drive
+from blip_train.drives.synthetic_drive import DriveConfig, write_drive
 
 pytestmark = pytest.mark.ros
 

@@ -12,9 +12,9 @@ import pytest
 
 from blip_caption_ros import bag_io
 from blip_caption_ros.sensors import summarize_lidar, summarize_radar
-from blip_train.bdd_to_bag import ConversionError, images_to_bag, video_to_bag
-from blip_train.synthetic import generate_dataset
-from blip_train.synthetic_drive import DriveConfig, write_drive
+from blip_train.datasets.synthetic import generate_dataset
+from blip_train.drives.bdd_to_bag import ConversionError, images_to_bag, video_to_bag
+from blip_train.drives.synthetic_drive import DriveConfig, write_drive
 
 STAMP = 1_700_000_123_456_789_000
 
@@ -198,7 +198,7 @@ def test_images_with_labels_to_bag_skips_unreadable_images(tmp_path):
 
 
 def test_bdd_to_bag_cli_errors_without_traceback(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "blip_train.bdd_to_bag", "video", str(tmp_path / "none.mov"),
+    result = subprocess.run([sys.executable, "-m", "blip_train.drives.bdd_to_bag", "video", str(tmp_path / "none.mov"),
                              "--out", str(tmp_path / "bag")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "error:" in result.stderr and "none.mov" in result.stderr
     assert "Traceback" not in result.stderr

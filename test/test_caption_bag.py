@@ -11,7 +11,7 @@ from blip_caption_ros import bag_io
 from blip_caption_ros.backends import CaptionerConfig, load_captioner
 from blip_caption_ros.caption_bag import caption_bag, decode_image
 from blip_caption_ros.sensors import summarize_lidar, summarize_radar
-from blip_train.synthetic_drive import DriveConfig, write_drive
+from blip_train.drives.synthetic_drive import DriveConfig, write_drive
 
 
 @pytest.fixture(scope="module")

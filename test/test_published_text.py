@@ -13,7 +13,7 @@ from blip_caption_ros.backends import CaptionerConfig, load_captioner
 from blip_caption_ros.backends.caption_settings import PROMPT_FILE, model_caption_settings
 from blip_caption_ros.backends.decoding import tidy_caption
 from blip_caption_ros.caption_bag import caption_bag
-from blip_train.synthetic import generate_dataset
+from blip_train.datasets.synthetic import generate_dataset
 from blip_train.train import main as train_main
 
 S, MS = 1_000_000_000, 1_000_000

@@ -14,10 +14,11 @@ import pytest
 from blip_caption_ros import bag_io
 from blip_caption_ros.imaging import ImageConversionError, compressed_to_rgb, image_to_rgb
 from blip_caption_ros.input_limits import IMAGE_PIXELS, encoded_image_size
-from blip_train.bdd100k import LabelFormatError, load_frames
-from blip_train.bdd_to_bag import ConversionError, load_info
-from blip_train.bddx import BddxFormatError, load_bddx
-from blip_train.cityscapes import load_cityscapes
+from blip_train.datasets.bdd100k import load_frames
+from blip_train.datasets.bddx import BddxFormatError, load_bddx
+from blip_train.datasets.cityscapes import load_cityscapes
+from blip_train.datasets.records import LabelFormatError
+from blip_train.drives.bdd_to_bag import ConversionError, load_info
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = Path("/work/shared/samples")

@@ -11,7 +11,7 @@ from ros_helpers import REPO
 from blip_caption_ros import bag_io
 from blip_caption_ros.backends import CaptionerConfig, load_captioner
 from blip_caption_ros.caption_bag import caption_bag
-from blip_train.synthetic_drive import DriveConfig, write_drive
+from blip_train.drives.synthetic_drive import DriveConfig, write_drive
 
 LAYOUT = REPO / "config" / "foxglove_layout.json"
 RVIZ = REPO / "config" / "caption.rviz"

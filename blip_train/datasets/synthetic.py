@@ -415,7 +415,7 @@ def generate_cityscapes(root: str | Path, n_frames: int, split: str = "train", s
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m blip_train.synthetic",
+        prog="python -m blip_train.datasets.synthetic",
         description="Draw a synthetic BDD100K-style dataset (1280x720 JPEGs + det_20 labels) under --out.")
     parser.add_argument("--out", required=True, help="dataset root to write")
     parser.add_argument("--frames", type=int, default=100, help="frames per split (default 100)")
