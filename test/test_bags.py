@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 
 from blip_caption_ros import bag_io
+from blip_caption_ros.caption_marker import MarkerSettings
 from blip_caption_ros.sensors import summarize_lidar, summarize_radar
 from blip_train.datasets.synthetic import generate_dataset
+from blip_train.drives import bag_messages
 from blip_train.drives.bdd_to_bag import ConversionError, images_to_bag, video_to_bag
 from blip_train.drives.synthetic_drive import DriveConfig, write_drive
 
@@ -25,14 +27,16 @@ def _sample_messages():
     cloud["x"] = np.arange(5) + 1.5
     cloud["velocity"] = -2.0
     return {
-        "/cam/image": bag_io.image_msg(rgb, STAMP, "cam"),
+        "/cam/image": bag_messages.image_msg(rgb, STAMP, "cam"),
         "/cam/image/compressed": bag_io.compressed_msg(rgb, STAMP, "cam"),
-        "/radar/points": bag_io.pointcloud_msg(cloud, STAMP, "radar"),
-        "/gps/fix": bag_io.navsat_msg(STAMP, 37.5, -122.25, 12.0, horizontal_accuracy_m=3.0),
-        "/imu/data": bag_io.imu_msg(STAMP, (0.1, 0.2, 9.8), (0.01, 0.02, 0.03)),
-        "/vehicle/twist": bag_io.twist_msg(STAMP, 7.5),
+        "/radar/points": bag_messages.pointcloud_msg(cloud, STAMP, "radar"),
+        "/gps/fix": bag_messages.navsat_msg(STAMP, 37.5, -122.25, 12.0, horizontal_accuracy_m=3.0),
+        "/imu/data": bag_messages.imu_msg(STAMP, (0.1, 0.2, 9.8), (0.01, 0.02, 0.03)),
+        "/vehicle/twist": bag_messages.twist_msg(STAMP, 7.5),
         "/cam/caption": bag_io.string_msg('{"caption": "a car ahead"}'),
-        "/cam/caption/marker": bag_io.text_marker_msg("a car ahead", STAMP, "cam"),
+        "/cam/caption/marker": bag_io.text_marker_msg("a car ahead", STAMP, "cam", "cam",
+                                                      MarkerSettings(distance_m=5.0, text_height_m=0.4,
+                                                                     lifetime_s=1.5)),
     }
 
 
@@ -61,7 +65,9 @@ def test_every_message_type_round_trips_by_field(tmp_path, storage):
     assert received["/vehicle/twist"].twist.linear.x == 7.5
     assert received["/cam/caption"].data == '{"caption": "a car ahead"}'
     marker = received["/cam/caption/marker"]
-    assert marker.text == "a car ahead" and marker.type == marker.TEXT_VIEW_FACING
+    assert marker.text == "a car ahead" and marker.type == marker.TEXT_VIEW_FACING and marker.ns == "cam"
+    assert (marker.pose.position.z, marker.scale.z) == (5.0, pytest.approx(0.4))
+    assert (marker.lifetime.sec, marker.lifetime.nanosec) == (1, 500_000_000)
 
 
 def test_bags_decode_with_rclpy_and_the_mcap_ros2_reader(tmp_path):
