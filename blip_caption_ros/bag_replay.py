@@ -36,6 +36,7 @@ CLOCK_PERIOD_S = 0.025  # /clock at 40 Hz while waiting, as `ros2 bag play --clo
 BURST_WINDOW_NS = 100_000_000
 """Messages of one topic recorded within this window are a burst: the publisher's history holds them all."""
 MIN_DEPTH = 10
+ACK_TIMEOUT_S = 10.0
 LARGE_MESSAGE_BYTES = 16 * 1024 * 1024
 """Above this, frames did not all arrive over DDS with the shipped large-data profile (see README, "Replaying
 bags"); bag-replay warns before publishing such messages."""
@@ -220,7 +221,18 @@ class BagReplay:
     def play(self) -> None:
         while not self.stopping():
             if self.play_once() == 0 or not self.loop:
-                return
+                break
+        self.wait_for_delivery()
+
+    def wait_for_delivery(self, timeout_s: float = ACK_TIMEOUT_S) -> None:
+        """Wait until reliable subscribers have acknowledged what was published: a publisher destroyed earlier
+        takes its unsent messages with it (a burst at the end of a bag would be lost)."""
+        from rclpy.duration import Duration
+
+        deadline = time.monotonic() + timeout_s
+        for topic, publisher in self.publishers_by_topic.items():
+            if self.published[topic] and not self.stopping():
+                publisher.wait_for_all_acked(Duration(seconds=max(0.0, deadline - time.monotonic())))
 
     def summary(self) -> list[str]:
         lines = [f"{topic}: published {n}" + (f" ({self.stamped_by_receive_time[topic]} stamped with receive time)"

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import sqlite3
 import subprocess
 import sys
 import warnings
@@ -9,6 +10,8 @@ import warnings
 import cv2
 import numpy as np
 import pytest
+import recorded_bags
+import yaml
 
 from blip_caption_ros import bag_io
 from blip_caption_ros.caption_marker import MarkerSettings
@@ -209,3 +212,86 @@ def test_bdd_to_bag_cli_errors_without_traceback(tmp_path):
     assert result.returncode == 2 and "error:" in result.stderr and "none.mov" in result.stderr
     assert "Traceback" not in result.stderr
     shutil.rmtree(tmp_path / "bag", ignore_errors=True)
+
+
+# --- storages as rosbag2 writes them on Humble, Jazzy and Kilted (recorded_bags builds them from scratch) ---
+
+
+def test_split_sqlite3_bag_reads_every_file_including_before_starting_time(tmp_path):
+    sent = recorded_bags.split_sqlite3_bag(tmp_path / "split")
+    with bag_io.BagReader(tmp_path / "split") as reader:
+        assert reader.message_count == len(sent) == 120
+        received = [(m.topic, m.time_ns, reader.decode(m).data) for m in reader.messages()]
+    assert received == sent  # all three files, in time order, the first two before metadata's starting_time
+
+
+@pytest.mark.parametrize("mode", ["file", "message"])
+def test_zstd_compressed_bags_are_read(tmp_path, mode):
+    import zstandard
+
+    written = recorded_bags.driver_bag(tmp_path / "bag", storage="sqlite3", frames=4)
+    (db,) = (tmp_path / "bag").glob("*.db3")
+    metadata_path = tmp_path / "bag" / "metadata.yaml"
+    metadata = yaml.safe_load(metadata_path.read_text())
+    info = metadata["rosbag2_bagfile_information"]
+    compressor = zstandard.ZstdCompressor()
+    if mode == "file":
+        db.with_name(db.name + ".zstd").write_bytes(compressor.compress(db.read_bytes()))
+        db.unlink()
+        info["relative_file_paths"] = [db.name + ".zstd"]
+    else:
+        with sqlite3.connect(db) as connection:
+            for row_id, data in connection.execute("SELECT id, data FROM messages").fetchall():
+                connection.execute("UPDATE messages SET data = ? WHERE id = ?", (compressor.compress(data), row_id))
+    info.update(compression_format="zstd", compression_mode=mode.upper())
+    metadata_path.write_text(yaml.safe_dump(metadata))
+    with bag_io.BagReader(tmp_path / "bag") as reader:
+        images = [reader.decode(m) for m in reader.messages([recorded_bags.COMPRESSED_TOPIC])]
+        events = [bytes(m.raw) for m in reader.messages([recorded_bags.SERVICE_EVENT_TOPIC])]
+    assert [bytes(i.data) for i in images] == [bytes(m.data) for _, m in written[recorded_bags.COMPRESSED_TOPIC]]
+    assert events == [e for _, e in written[recorded_bags.SERVICE_EVENT_TOPIC]]
+
+
+@pytest.mark.parametrize("storage", bag_io.STORAGES)
+def test_vendor_types_and_service_events_keep_their_definitions(tmp_path, storage):
+    written = recorded_bags.driver_bag(tmp_path / "bag", storage=storage, frames=3)
+    with bag_io.BagReader(tmp_path / "bag") as reader:
+        info = reader.topic_info
+        raw = {}
+        for m in reader.messages():
+            raw.setdefault(m.topic, []).append(bytes(m.raw))
+    assert info[recorded_bags.SERVICE_EVENT_TOPIC].definition == recorded_bags.SERVICE_EVENT_DEFINITION
+    assert info["/radar/status"].msgtype == recorded_bags.VENDOR_TYPE
+    assert "uint32 tracks" in info["/radar/status"].definition
+    assert raw[recorded_bags.SERVICE_EVENT_TOPIC] == [e for _, e in written[recorded_bags.SERVICE_EVENT_TOPIC]]
+    assert {t: len(m) for t, m in raw.items()} == {t: len(m) for t, m in written.items()}
+
+
+def test_ros1_bag_is_read_as_cdr_that_rclpy_decodes(tmp_path):
+    from rclpy.serialization import deserialize_message
+    from sensor_msgs.msg import CompressedImage
+
+    written = recorded_bags.ros1_bag(tmp_path / "drive.bag")
+    with bag_io.BagReader(tmp_path / "drive.bag") as reader:
+        assert reader.is_ros1 and reader.message_count == 12
+        images = [deserialize_message(bytes(m.raw), CompressedImage)
+                  for m in reader.messages([recorded_bags.COMPRESSED_TOPIC])]
+        assert "int32 sec" in reader.topic_info["/radar/status"].definition  # ROS 2 form: no Header.seq
+    expected = [m for _, m in written[recorded_bags.COMPRESSED_TOPIC]]
+    assert [(i.header.stamp.sec, i.header.stamp.nanosec, i.header.frame_id) for i in images] == [
+        (m.header.stamp.sec, m.header.stamp.nanosec, m.header.frame_id) for m in expected]
+    assert [bytes(i.data) for i in images] == [bytes(m.data) for m in expected]
+
+
+def test_files_that_are_not_bags_are_one_line_errors(tmp_path):
+    text = tmp_path / "notes.mcap"
+    text.write_text("hello")
+    with pytest.raises(bag_io.BagError, match="neither a rosbag2") as error:
+        bag_io.BagReader(text)
+    assert "\n" not in str(error.value)
+    listed = tmp_path / "listed"
+    listed.mkdir()
+    (listed / "metadata.yaml").write_text(yaml.safe_dump({"rosbag2_bagfile_information": {
+        "version": 5, "relative_file_paths": ["listed_0.db3"]}}))
+    with pytest.raises(bag_io.BagError, match="missing: listed_0.db3"):
+        bag_io.BagReader(listed)
