@@ -1,21 +1,28 @@
 """`caption-bag`: caption a recorded drive offline and write an MCAP to open in Foxglove.
 
-Reads a rosbag2 (mcap or sqlite3) with rosbags, captions camera frames at a chosen rate with the node's own
-runtime (captioner backends, image conversion, LiDAR/radar summaries, nearest-in-time matching within
-`max_sensor_offset_ms`, the caption JSON contract), and writes a new rosbag2 in MCAP storage holding every original
-topic plus, per camera:
+Reads any bag bag_io reads (rosbag2 sqlite3 or MCAP of Humble, Jazzy and Kilted, split or compressed; a ROS 1 bag,
+converted to CDR), captions camera frames at a chosen rate with the node's own runtime (captioner backends, image
+conversion, LiDAR/radar summaries, nearest-in-time matching within `max_sensor_offset_ms`, the caption JSON
+contract), and writes a new rosbag2 in MCAP storage holding every original topic plus, per camera:
 
     /<cam>/caption                   std_msgs/String         caption JSON (DESIGN.md, "Node contract")
-    /<cam>/caption/marker            visualization_msgs/Marker TEXT_VIEW_FACING
-    /<cam>/caption/image/compressed  sensor_msgs/CompressedImage, the frame with the caption drawn on it
+    /<cam>/caption/marker            visualization_msgs/Marker TEXT_VIEW_FACING (the node's marker settings)
+    /<cam>/caption/image/compressed  sensor_msgs/CompressedImage, the frame scaled to 640 px wide with the caption
 
-each stamped with the source image's header and logged at the image's receive time. As in the node, a frame is
-matched once the bag has moved `max_sensor_offset_ms` past it, so a sensor message that is nearer in time but
-recorded later still counts. Frames of several cameras that are ready together are captioned in one batch, by the
-node's own CaptionWorker (`caption_frames`): the same decoding, batching, sensor matching, caption records and error
-counting, so a bag captioned offline holds what the node would have published. A frame that cannot be decoded or a
-batch the model fails on is counted (bad_inputs, failed) and reported, and the bag goes on. Prompt, caption length
-and beams default to what the model records (caption_settings), as in the node.
+each stamped with the source image's header and logged at the image's receive time. Cameras are found by message
+type (sensor_msgs/msg/Image or CompressedImage) whatever their topic is called; a camera's name is its topic without
+the image part (`/camera/color/image_raw` -> `camera/color`), `--cameras` selects by name or topic and
+`--camera NAME=TOPIC` names one. Every other topic is copied unchanged with its bag's own message definition, so
+vendor types and service events pass through; a topic whose type the bag does not define and rosbags does not know
+(Humble's sqlite3 bags carry no definitions) is named once and counted as skipped. Zero header stamps are replaced by
+the bag's receive time, and the tool says so once per topic.
+
+As in the node, a frame is matched once the bag has moved `max_sensor_offset_ms` past it, so a sensor message that is
+nearer in time but recorded later still counts. Frames of several cameras that are ready together are captioned in
+one batch, by the node's own CaptionWorker (`caption_frames`): the same decoding, batching, sensor matching, caption
+records and error counting, so a bag captioned offline holds what the node would have published. A frame that cannot
+be decoded or a batch the model fails on is counted (bad_inputs, failed) and reported, and the bag goes on. Prompt,
+caption length and beams default to what the model records (caption_settings), as in the node.
 
 The output is written as `<out>.partial` and renamed when complete: an interrupted run (Ctrl-C) removes it.
 """
@@ -329,7 +336,7 @@ def caption_options(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="caption-bag", description=__doc__.split("\n\n")[0])
-    parser.add_argument("bag", type=Path, help="input rosbag2 (directory, .mcap or .db3)")
+    parser.add_argument("bag", type=Path, help="input bag: rosbag2 directory, .mcap or .db3, or a ROS 1 .bag")
     parser.add_argument("--out", type=Path, required=True, help="output rosbag2 directory (MCAP storage)")
     add_caption_arguments(parser)
     args = parser.parse_args(argv)
@@ -355,6 +362,9 @@ def main(argv: list[str] | None = None) -> int:
           f"in {elapsed:.1f} s: {captioned / max(stats.inference_s, 1e-9):.1f} frames/s of inference, "
           f"{captioned / elapsed:.1f} frames/s overall; bad inputs: {sum(stats.bad_inputs.values())}, "
           f"failed: {sum(stats.failed.values())}", file=sys.stderr)
+    print(f"copied {sum(stats.copied.values())} messages of {len(stats.copied)} topics unchanged", file=sys.stderr)
+    for topic, (reason, count) in sorted(stats.skipped.items()):
+        print(f"skipped {count} messages of {topic}: {reason}", file=sys.stderr)
     print(f"open in Foxglove: {mcap}", file=sys.stderr)
     return 0
 
