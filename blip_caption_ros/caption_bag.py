@@ -98,12 +98,13 @@ def camera_topics(topics: dict[str, str], cameras: list[str] | None = None,
             continue
         if (topic in cameras or name in cameras) if cameras is not None else not named:
             found[topic] = name
+    if not images:
+        raise bag_io.BagError(f"no camera image topics: no topic of type sensor_msgs/msg/Image or CompressedImage "
+                              f"(topics: {', '.join(f'{t} ({m})' for t, m in sorted(topics.items())) or 'none'})")
     if not found:
         listed = ", ".join(f"{t} ({camera_name(t)})" for t in images)
-        asked = f" matching {', '.join(cameras)}" if cameras else ""
-        raise bag_io.BagError(f"no camera image topics{asked}: looked for sensor_msgs/msg/Image and "
-                              f"CompressedImage; image topics: {listed or 'none'}; select with --cameras NAME|TOPIC "
-                              f"or --camera NAME=TOPIC")
+        raise bag_io.BagError(f"no camera image topics matching {', '.join(cameras or [])}: image topics (camera "
+                              f"name): {listed}; select with --cameras NAME|TOPIC or --camera NAME=TOPIC")
     return found
 
 
