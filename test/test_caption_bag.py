@@ -225,7 +225,8 @@ def test_cli_camera_flag_renames_and_bad_flags_are_one_line(tiny_blip_dir, tmp_p
     assert renamed.returncode == 0, renamed.stderr
     with bag_io.BagReader(tmp_path / "a") as out:
         assert len(list(out.messages(["/front/caption"]))) == 3 and "/camera/caption" not in out.topics
-    for flags, expected in ((["--camera", "front"], "expected NAME=TOPIC"), (["--cameras", "rear"], "image topics (camera name):")):
+    for flags, expected in ((["--camera", "front"], "expected NAME=TOPIC"),
+                            (["--cameras", "rear"], "image topics (camera name):")):
         result = run("--out", str(tmp_path / "b"), *flags)
         assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr
         assert not (tmp_path / "b").exists()

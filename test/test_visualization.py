@@ -19,13 +19,14 @@ REPLAY_LAUNCH = REPO / "launch" / "replay.launch.py"
 
 
 @pytest.fixture(scope="module")
-def captioned_topics(tmp_path_factory, tiny_blip_dir):
+def captioned(tmp_path_factory, tiny_blip_dir):
     root = tmp_path_factory.mktemp("viz")
     write_drive(root / "drive", DriveConfig(duration_s=1.0, width=96, height=54))
     captioner = load_captioner(CaptionerConfig(model=str(tiny_blip_dir), max_new_tokens=4))
     caption_bag(root / "drive", root / "captioned", captioner, rate_hz=0)
     with bag_io.BagReader(root / "captioned") as reader:
-        return reader.topics
+        overlays = [reader.decode(m) for m in reader.messages(["/front/caption/image/compressed"])]
+        return reader.topics, overlays
 
 
 def _panel_ids(node) -> set[str]:
@@ -34,7 +35,8 @@ def _panel_ids(node) -> set[str]:
     return _panel_ids(node["first"]) | _panel_ids(node["second"])
 
 
-def test_foxglove_layout_panels_read_topics_of_a_captioned_bag(captioned_topics):
+def test_foxglove_layout_panels_read_topics_of_a_captioned_bag(captioned):
+    captioned_topics, _ = captioned
     layout = json.loads(LAYOUT.read_text())
     panels = layout["configById"]
     assert _panel_ids(layout["layout"]) == set(panels)
@@ -75,3 +77,35 @@ def test_replay_launch_declares_described_arguments_and_plays_with_clock():
     literals = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
     # the node on simulated time; the players' --clock command lines are tested in test_launch_args
     assert {"caption.launch.py", "use_sim_time"} <= literals and "player_command" in REPLAY_LAUNCH.read_text()
+
+
+def test_foxglove_layout_has_no_field_the_apps_reject_or_ignore():
+    """Checked in Lichtblick (README, "Visualisation"): a null calibrationTopic is marked invalid, and a Plot's
+    custom title is read from lichtblickPanelTitle (Lichtblick) or foxglovePanelTitle (Foxglove), not `title`."""
+    panels = json.loads(LAYOUT.read_text())["configById"]
+
+    def nulls(node):
+        if isinstance(node, dict):
+            return [k for k, v in node.items() if v is None] + [k for v in node.values() for k in nulls(v)]
+        return [k for v in node for k in nulls(v)] if isinstance(node, list) else []
+
+    assert "calibrationTopic" not in nulls(panels["Image!overlay"])
+    plot = panels["Plot!ranges"]
+    assert "title" not in plot and plot["foxglovePanelTitle"] == plot["lichtblickPanelTitle"]
+    assert "closing speed" in plot["foxglovePanelTitle"]
+
+
+def test_overlays_are_scaled_to_a_viewer_size(captioned):
+    """The drive's 96x54 frames become 640-px-wide overlays: legible text that covers the bottom band only."""
+    import cv2
+    import numpy as np
+
+    from blip_caption_ros.overlay import OVERLAY_WIDTH
+
+    _, overlays = captioned
+    assert overlays
+    for overlay in overlays:
+        image = cv2.imdecode(np.asarray(overlay.data), cv2.IMREAD_COLOR)
+        assert image.shape[:2] == (round(54 * OVERLAY_WIDTH / 96), OVERLAY_WIDTH)
+        dark_rows = (image.mean(axis=(1, 2)) < 60).mean()
+        assert 0.05 < dark_rows < 0.5  # the caption band, not the whole frame
