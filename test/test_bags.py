@@ -295,3 +295,26 @@ def test_files_that_are_not_bags_are_one_line_errors(tmp_path):
         "version": 5, "relative_file_paths": ["listed_0.db3"]}}))
     with pytest.raises(bag_io.BagError, match="missing: listed_0.db3"):
         bag_io.BagReader(listed)
+
+
+@pytest.mark.parametrize("storage", bag_io.STORAGES)
+def test_metadata_version_9_with_list_form_qos_is_read(tmp_path, storage):
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    store = recorded_bags.ros2_store()
+    never = QosTime(sec=0, nsec=0)
+    qos = Qos(QosHistory.KEEP_LAST, 7, QosReliability.BEST_EFFORT, QosDurability.TRANSIENT_LOCAL, never, never,
+              QosLiveliness.AUTOMATIC, never, False)
+    plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+    with Writer(tmp_path / "bag", version=9, storage_plugin=plugin) as writer:
+        conn = writer.add_connection("/status", recorded_bags.VENDOR_TYPE, typestore=store, offered_qos_profiles=[qos])
+        for i in range(3):
+            msg = recorded_bags.vendor(store, recorded_bags.START_NS + i, i)
+            writer.write(conn, recorded_bags.START_NS + i, store.serialize_cdr(msg, recorded_bags.VENDOR_TYPE))
+    assert yaml.safe_load((tmp_path / "bag" / "metadata.yaml").read_text())[
+        "rosbag2_bagfile_information"]["version"] == 9
+    with bag_io.BagReader(tmp_path / "bag") as reader:
+        assert len(list(reader.messages())) == 3
+        offered = yaml.safe_load(reader.topic_info["/status"].offered_qos_profiles)
+    assert offered[0]["depth"] == 7 and offered[0]["reliability"] in (2, "best_effort")
