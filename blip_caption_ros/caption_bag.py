@@ -274,7 +274,8 @@ def caption_bag(bag: Path, out: Path, captioner, cameras: list[str] | None = Non
     """Caption `bag` into a new MCAP rosbag2 at `out` (written atomically, see bag_io.atomic_output)."""
     runner = BagCaptioner(captioner, progress=progress, **options)
     with bag_io.BagReader(bag) as reader:
-        camera_topics({t: i.msgtype for t, i in reader.topic_info.items()}, cameras, named_cameras)  # fail early
+        camera_topics({t: i.msgtype for t, i in reader.topic_info.items() if i.serialization_format == "cdr"},
+                      cameras, named_cameras)  # before the output exists
         with bag_io.atomic_output(out) as path, bag_io.BagWriter(path, storage="mcap") as writer:
             runner.run(reader, writer, cameras, named_cameras)
     return runner.stats
@@ -343,8 +344,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         options = caption_options(args)
+        with bag_io.BagReader(args.bag) as reader:  # a bag that cannot be captioned is refused before the model loads
+            camera_topics({t: i.msgtype for t, i in reader.topic_info.items() if i.serialization_format == "cdr"},
+                          options["cameras"], options["named_cameras"])
         captioner = load_captioner(captioner_config(args))
-    except (ModelLoadError, CaptionSettingsError, ValueError) as exc:
+    except (ModelLoadError, CaptionSettingsError, ValueError, bag_io.BagError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     start = time.perf_counter()
