@@ -66,6 +66,12 @@ POINTCLOUD = "sensor_msgs/msg/PointCloud2"
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 
 
+def decodable_types(info: dict[str, bag_io.TopicInfo]) -> dict[str, str]:
+    """topic -> message type, with a note instead of the type for a topic that is not CDR (so it is never decoded)."""
+    return {t: i.msgtype if i.serialization_format == "cdr" else f"{i.msgtype}, serialized as {i.serialization_format}"
+            for t, i in info.items()}
+
+
 def camera_name(topic: str) -> str:
     """The camera a driver's image topic belongs to: '/front/image' and '/front/image/compressed' -> 'front',
     '/camera/color/image_raw' -> 'camera/color', '/camera/image_raw/compressed' -> 'camera'."""
@@ -161,7 +167,7 @@ class BagCaptioner:
     def run(self, reader: bag_io.BagReader, writer: bag_io.BagWriter, cameras: list[str] | None = None,
             named_cameras: dict[str, str] | None = None) -> None:
         info = reader.topic_info
-        decodable = {t: i.msgtype for t, i in info.items() if i.serialization_format == "cdr"}
+        decodable = decodable_types(info)
         image_topics = camera_topics(decodable, cameras, named_cameras)
         self._writer = writer
         slots = FrameSlots(sorted(set(image_topics.values())))  # only its per-camera counters are used here
@@ -274,8 +280,7 @@ def caption_bag(bag: Path, out: Path, captioner, cameras: list[str] | None = Non
     """Caption `bag` into a new MCAP rosbag2 at `out` (written atomically, see bag_io.atomic_output)."""
     runner = BagCaptioner(captioner, progress=progress, **options)
     with bag_io.BagReader(bag) as reader:
-        camera_topics({t: i.msgtype for t, i in reader.topic_info.items() if i.serialization_format == "cdr"},
-                      cameras, named_cameras)  # before the output exists
+        camera_topics(decodable_types(reader.topic_info), cameras, named_cameras)  # before the output exists
         with bag_io.atomic_output(out) as path, bag_io.BagWriter(path, storage="mcap") as writer:
             runner.run(reader, writer, cameras, named_cameras)
     return runner.stats
@@ -345,8 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         options = caption_options(args)
         with bag_io.BagReader(args.bag) as reader:  # a bag that cannot be captioned is refused before the model loads
-            camera_topics({t: i.msgtype for t, i in reader.topic_info.items() if i.serialization_format == "cdr"},
-                          options["cameras"], options["named_cameras"])
+            camera_topics(decodable_types(reader.topic_info), options["cameras"], options["named_cameras"])
         captioner = load_captioner(captioner_config(args))
     except (ModelLoadError, CaptionSettingsError, ValueError, bag_io.BagError) as exc:
         print(f"error: {exc}", file=sys.stderr)
