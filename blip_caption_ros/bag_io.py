@@ -223,6 +223,23 @@ class BagReader:
         """topic -> message type."""
         return {name: info.msgtype for name, info in self.topic_info.items()}
 
+    @functools.cached_property
+    def _time_range(self) -> tuple[int, int]:
+        found = self._storage.time_range()
+        if found is None:  # an MCAP file without statistics: read the receive times
+            times = [m.time_ns for m in self.messages()]
+            found = (min(times), max(times)) if times else (0, 0)
+        return found
+
+    @property
+    def start_ns(self) -> int:
+        """Receive time of the first message (0 for an empty bag)."""
+        return self._time_range[0]
+
+    @property
+    def end_ns(self) -> int:
+        return self._time_range[1]
+
     @property
     def message_count(self) -> int | None:
         """Messages in the files (None where a file does not say without reading it through)."""

@@ -114,6 +114,10 @@ class _Sqlite3File:
     def message_count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
 
+    def time_range(self) -> tuple[int, int] | None:
+        start, end = self.db.execute("SELECT MIN(timestamp), MAX(timestamp) FROM messages").fetchone()
+        return None if start is None else (start, end)
+
     def close(self) -> None:
         self.db.close()
 
@@ -159,6 +163,11 @@ class _McapFile:
 
     def message_count(self) -> int | None:
         return self._statistics.message_count if self._statistics is not None else None
+
+    def time_range(self) -> tuple[int, int] | None:
+        if self._statistics is None or not self._statistics.message_count:
+            return None
+        return self._statistics.message_start_time, self._statistics.message_end_time
 
     def close(self) -> None:
         self._file.close()
@@ -232,6 +241,13 @@ class Rosbag2Storage:
         counts = [file.message_count() for file in self.files]
         return None if None in counts else sum(counts)
 
+    def time_range(self) -> tuple[int, int] | None:
+        """First and last receive time of the messages in the files (not metadata.yaml's starting_time)."""
+        ranges = [r for r in (file.time_range() for file in self.files) if r is not None]
+        if not ranges:
+            return None
+        return min(r[0] for r in ranges), max(r[1] for r in ranges)
+
     def messages(self, wanted: set[str] | None = None) -> Iterator[RawMessage]:
         """Messages of every file merged in receive-time order (split files may overlap in time)."""
         streams = [file.messages(wanted) for file in self.files]
@@ -277,6 +293,10 @@ class Ros1Storage:
     @property
     def message_count(self) -> int:
         return self._reader.message_count
+
+    def time_range(self) -> tuple[int, int] | None:
+        # rosbags gives the time just after the last message
+        return (self._reader.start_time, self._reader.end_time - 1) if self._reader.message_count else None
 
     def messages(self, wanted: set[str] | None = None) -> Iterator[RawMessage]:
         connections = [c for c in self._reader.connections if wanted is None or c.topic in wanted]

@@ -318,3 +318,17 @@ def test_metadata_version_9_with_list_form_qos_is_read(tmp_path, storage):
         assert len(list(reader.messages())) == 3
         offered = yaml.safe_load(reader.topic_info["/status"].offered_qos_profiles)
     assert offered[0]["depth"] == 7 and offered[0]["reliability"] in (2, "best_effort")
+
+
+@pytest.mark.parametrize("storage", bag_io.STORAGES)
+def test_start_and_end_are_the_first_and_last_message(tmp_path, storage):
+    written = recorded_bags.driver_bag(tmp_path / "bag", storage=storage, frames=4)
+    times = [t for messages in written.values() for t, _ in messages]
+    with bag_io.BagReader(tmp_path / "bag") as reader:
+        assert (reader.start_ns, reader.end_ns) == (min(times), max(times))
+    sent = recorded_bags.split_sqlite3_bag(tmp_path / "split")
+    with bag_io.BagReader(tmp_path / "split") as reader:  # metadata's starting_time is later; the files decide
+        assert (reader.start_ns, reader.end_ns) == (sent[0][1], sent[-1][1])
+    recorded_bags.ros1_bag(tmp_path / "drive.bag", frames=3)
+    with bag_io.BagReader(tmp_path / "drive.bag") as reader:
+        assert reader.end_ns - reader.start_ns == 1_000_000_000
