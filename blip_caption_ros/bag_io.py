@@ -149,7 +149,7 @@ class BagWriter:
 
             options = {"typestore": self._store}
             if source is not None:
-                if source.definition:
+                if source.definition_encoding:
                     # rosbags needs a hash argument; MCAP storage does not store it, sqlite3 does ('' when unknown).
                     options = {"msgdef": source.definition, "rihs01": source.type_hash or "-"}
                 elif msgtype not in self._store.types:

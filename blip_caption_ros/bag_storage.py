@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 
 STORAGE_SUFFIXES = {".db3": "sqlite3", ".mcap": "mcap"}
+DEFINITION_ENCODINGS = ("ros2msg", "ros2idl")
 
 
 class StorageError(RuntimeError):
@@ -37,9 +38,9 @@ class TopicInfo:
     """pkg/msg/Type (or pkg/srv/Type_Event); ROS 1 and old rosbag2 names are normalised to this form."""
     serialization_format: str = "cdr"
     definition: str = ""
-    """The bag's own message definition ('' when it carries none, as Humble's sqlite3 bags)."""
+    """The bag's own message definition (empty for a type without fields, e.g. std_msgs/Empty)."""
     definition_encoding: str = ""
-    """'ros2msg' or 'ros2idl' ('' without a definition)."""
+    """'ros2msg' or 'ros2idl'; '' when the bag carries no definition (Humble's sqlite3 bags)."""
     type_hash: str = ""
     offered_qos_profiles: str = ""
     """rosbag2's YAML of the recording publishers' QoS ('' when unknown)."""
@@ -90,7 +91,8 @@ class _Sqlite3File:
             for msgtype, encoding, text, type_hash in self.db.execute(
                     "SELECT topic_type, encoding, encoded_message_definition, type_description_hash "
                     "FROM message_definitions"):
-                definitions[normalize_type(msgtype)] = (text, encoding if text else "", type_hash)
+                known = encoding in DEFINITION_ENCODINGS  # rosbag2 writes 'unknown' and '' when it had none
+                definitions[normalize_type(msgtype)] = (text if known else "", encoding if known else "", type_hash)
         self.topics: dict[int, TopicInfo] = {}
         for topic_id, name, msgtype, fmt, qos_text, type_hash in self.db.execute(
                 f"SELECT id, name, type, serialization_format, {qos}, {hashes} FROM topics"):
@@ -142,7 +144,7 @@ class _McapFile:
 
     @staticmethod
     def _topic(schema, channel) -> TopicInfo:
-        has_definition = schema is not None and schema.encoding in ("ros2msg", "ros2idl")
+        has_definition = schema is not None and schema.encoding in DEFINITION_ENCODINGS
         return TopicInfo(
             channel.topic, normalize_type(schema.name) if schema is not None else "",
             channel.message_encoding, schema.data.decode() if has_definition else "",

@@ -21,6 +21,8 @@ VENDOR_DEFINITION = "std_msgs/Header header\nuint32 tracks\nfloat32 temperature_
 SERVICE_EVENT_TYPE = "example_interfaces/srv/AddTwoInts_Event"
 SERVICE_EVENT_TOPIC = "/add/_service_event"
 SERVICE_EVENT_DEFINITION = "int64 a\nint64 b\n---\nint64 sum\n"  # what rosbag2 records for a service event
+EMPTY_TYPE = "acme_msgs/msg/Heartbeat"
+EMPTY_CDR = bytes([0, 1, 0, 0, 0])  # CDR of a message without fields: one placeholder byte
 IMAGE_TOPIC = "/camera/color/image_raw"
 COMPRESSED_TOPIC = "/camera/image_raw/compressed"
 START_NS = 1_700_000_000_000_000_000
@@ -61,7 +63,8 @@ def vendor(store, stamp_ns: int, tracks: int):
 
 def driver_bag(path: Path, storage: str = "mcap", frames: int = 10, period_ns: int = 100_000_000,
                zero_stamps: bool = False) -> dict[str, list]:
-    """A driver's recording: raw + compressed cameras under driver names, a vendor type, service events.
+    """A driver's recording: raw + compressed cameras under driver names, a vendor type, a vendor type without
+    fields (its definition is empty), service events.
 
     Returns topic -> [(receive time, message or raw bytes)].
     """
@@ -74,6 +77,7 @@ def driver_bag(path: Path, storage: str = "mcap", frames: int = 10, period_ns: i
             COMPRESSED_TOPIC: writer.add_connection(COMPRESSED_TOPIC, "sensor_msgs/msg/CompressedImage",
                                                     typestore=store),
             "/radar/status": writer.add_connection("/radar/status", VENDOR_TYPE, typestore=store),
+            "/heartbeat": writer.add_connection("/heartbeat", EMPTY_TYPE, msgdef="", rihs01="RIHS01_" + "b" * 64),
             "/add/_service_event": writer.add_connection("/add/_service_event", SERVICE_EVENT_TYPE,
                                                          msgdef=SERVICE_EVENT_DEFINITION, rihs01="RIHS01_" + "a" * 64),
         }
@@ -85,6 +89,8 @@ def driver_bag(path: Path, storage: str = "mcap", frames: int = 10, period_ns: i
                                ("/radar/status", vendor(store, stamp, i))):
                 writer.write(conns[topic], time_ns, store.serialize_cdr(msg, msg.__msgtype__))
                 written.setdefault(topic, []).append((time_ns, msg))
+            writer.write(conns["/heartbeat"], time_ns + 2, EMPTY_CDR)  # a type without fields: empty definition
+            written.setdefault("/heartbeat", []).append((time_ns + 2, EMPTY_CDR))
             if i % 3 == 0:
                 event = bytes([0, 1, 0, 0]) + i.to_bytes(8, "little") * 3  # opaque to every tool: copied as is
                 writer.write(conns["/add/_service_event"], time_ns + 1, event)

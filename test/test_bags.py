@@ -261,6 +261,8 @@ def test_vendor_types_and_service_events_keep_their_definitions(tmp_path, storag
         for m in reader.messages():
             raw.setdefault(m.topic, []).append(bytes(m.raw))
     assert info[recorded_bags.SERVICE_EVENT_TOPIC].definition == recorded_bags.SERVICE_EVENT_DEFINITION
+    heartbeat = info["/heartbeat"]  # a type without fields: an empty definition, which is still a definition
+    assert (heartbeat.definition, heartbeat.definition_encoding) == ("", "ros2msg")
     assert info["/radar/status"].msgtype == recorded_bags.VENDOR_TYPE
     assert "uint32 tracks" in info["/radar/status"].definition
     assert raw[recorded_bags.SERVICE_EVENT_TOPIC] == [e for _, e in written[recorded_bags.SERVICE_EVENT_TOPIC]]

@@ -183,7 +183,7 @@ def test_a_bag_without_definitions_copies_known_types_and_names_the_rest(caption
     recorded_bags.drop_definitions(tmp_path / "in")  # as Humble's sqlite3 bags
     stats = caption_bag(tmp_path / "in", tmp_path / "out", captioner, rate_hz=0)
     assert {topic: count for topic, (_, count) in stats.skipped.items()} == {
-        "/radar/status": 10, recorded_bags.SERVICE_EVENT_TOPIC: 4}
+        "/radar/status": 10, "/heartbeat": 10, recorded_bags.SERVICE_EVENT_TOPIC: 4}
     assert all("no definition" in reason for reason, _ in stats.skipped.values())
     err = capsys.readouterr().err
     assert err.count("not copying /radar/status") == 1  # named once, not per message
