@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import recorded_bags
 from ros_helpers import REPO, NodeProcess, counters_balance
@@ -190,3 +191,22 @@ def test_a_signal_stops_playback_with_exit_0_and_no_traceback(probe, tmp_path, s
         if replay.poll() is None:
             replay.kill()
     assert replay.returncode == 0 and "Traceback" not in output and "(stopped)" in output, output
+
+
+def test_frames_above_the_measured_transport_limit_are_announced(tmp_path):
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    from blip_caption_ros.bag_replay import LARGE_MESSAGE_BYTES
+
+    store = recorded_bags.ros2_store()
+    side = int((LARGE_MESSAGE_BYTES / 3) ** 0.5) + 8  # an rgb8 frame just above the limit
+    with Writer(tmp_path / "big", version=8, storage_plugin=StoragePlugin.MCAP) as writer:
+        conn = writer.add_connection("/camera/image_raw", "sensor_msgs/msg/Image", typestore=store)
+        msg = recorded_bags.raw_image(store, recorded_bags.START_NS, 0)
+        msg.height = msg.width = side
+        msg.step, msg.data = side * 3, np.zeros(side * side * 3, np.uint8)
+        writer.write(conn, recorded_bags.START_NS, store.serialize_cdr(msg, msg.__msgtype__))
+    result = subprocess.run([sys.executable, "-m", "blip_caption_ros.bag_replay", str(tmp_path / "big")], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "/camera/image_raw: messages up to 16." in result.stderr and "expect losses" in result.stderr
