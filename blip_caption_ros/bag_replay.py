@@ -287,7 +287,8 @@ def _main(argv: list[str] | None, stop: StopRequest) -> int:
         replay.play()
         summary = replay.summary()
         print(f"bag-replay {args.bag}{' (stopped)' if stop.requested else ''}:\n  " + "\n  ".join(
-            summary or ["no messages in the bag"]), file=sys.stderr, flush=True)
+            summary or ["nothing published yet" if stop.requested else "no messages in the bag"]), file=sys.stderr,
+            flush=True)
         if stop.requested:
             return 0
         if not sum(replay.published.values()):
