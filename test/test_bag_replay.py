@@ -5,10 +5,11 @@ import subprocess
 import sys
 
 import pytest
-from ros_helpers import REPO, NodeProcess, counters_balance
+from ros_helpers import NodeProcess, counters_balance
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CompressedImage, PointCloud2
 from std_msgs.msg import String
+from support import REPO
 
 from blip_caption_ros import bag_io
 from blip_caption_ros.sensors import summarize_lidar, summarize_radar

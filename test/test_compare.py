@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support import REPO
 from training_helpers import tiny_training_flags
 
 from blip_train.compare import main
 from blip_train.config import TrainingConfig
 from blip_train.dataclass_args import config_from_dict
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import yaml
+from support import REPO
 
 from blip_train.demo import DEMO_RECIPE, check_pass_bar, ensure_dataset, main, read_drive_captions
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_committed_demo_recipe_is_the_one_the_demo_runs():

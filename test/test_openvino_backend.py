@@ -6,12 +6,13 @@ import shutil
 
 import numpy as np
 import pytest
+from support import require_module
 
 from blip_caption_ros.backends import CaptionerConfig, ModelLoadError, load_captioner
 from blip_caption_ros.backends.engine_manifest import ONNX_MANIFEST, file_hashes
 from blip_caption_ros.params import NodeParams, ParameterError
 
-ov = pytest.importorskip("openvino")
+ov = require_module("openvino")
 
 IMAGES = [np.random.default_rng(i).integers(0, 256, (48, 64, 3), dtype=np.uint8) for i in range(3)]
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from support import REPO
 from training_helpers import read_log, tiny_args, tiny_config
 
 from blip_train.checkpoint import TRAINER_STATE, TRAINING_CONFIG, TrainerState
@@ -17,9 +18,6 @@ from blip_train.data import CaptionCollator, ImageSpec, load_caption_split, prom
 from blip_train.dataclass_args import ConfigError, config_from_dict, parse_config
 from blip_train.modeling import TINY, build_processor, build_tokenizer
 from blip_train.train import LOG_FILE, lr_lambda, main, train
-
-REPO = Path(__file__).resolve().parents[1]
-
 
 # --- configuration --------------------------------------------------------------------------------------------------
 

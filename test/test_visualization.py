@@ -6,7 +6,7 @@ import re
 
 import pytest
 import yaml
-from ros_helpers import REPO
+from support import REPO
 
 from blip_caption_ros import bag_io
 from blip_caption_ros.backends import CaptionerConfig, load_captioner
