@@ -36,6 +36,7 @@ def test_recipes_differ_only_in_the_dataset():
     assert a == b
 
 
+@pytest.mark.slow
 def test_compare_end_to_end(roots, tmp_path, capsys):
     bdd, cs = roots
     out = tmp_path / "compare"

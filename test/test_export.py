@@ -141,6 +141,7 @@ def test_an_export_of_the_first_manifest_format_still_loads(tiny_export, tmp_pat
     assert "does not hash decoder.split.onnx" in _refusal(_tampered(tiny_export, tmp_path / "b", unhashed_format_1))
 
 
+@pytest.mark.slow
 def test_failed_check_is_typed_and_leaves_nothing(tmp_path, tiny_blip_dir):
     out = tmp_path / "onnx"
     with pytest.raises(ParityError, match=r"differs from PyTorch by .* > atol 1e-12"):
@@ -179,6 +180,7 @@ def test_token_agreement():
     assert token_agreement([[1, 2, 3, 4]], [[1, 9, 3]]) == 0.5
 
 
+@pytest.mark.slow
 def test_mid_size_export_gives_generate_ids(tmp_path):
     """BLIP-base widths and image size (577 tokens x 12 heads x 64), two layers each side."""
     checkpoint = tmp_path / "mid"

@@ -74,6 +74,7 @@ def _complete(out: Path) -> set[str]:
     return {p.name for p in out.iterdir() if not p.name.endswith(".partial")} if out.exists() else set()
 
 
+@pytest.mark.slow
 def test_a_killed_job_resumes_and_outputs_equal_caption_bag(fleet_drives, tiny_blip_dir, tmp_path, capsys):
     bags, reference = fleet_drives
     out = tmp_path / "out"

@@ -59,6 +59,7 @@ def test_local_directory_loads_without_any_connection(no_network, tiny_blip_dir)
     assert no_network == []
 
 
+@pytest.mark.slow
 def test_train_and_eval_on_a_local_model_make_no_connection(no_network, tiny_blip_dir, synthetic_bdd,
                                                             tmp_path):
     from blip_train.eval import main as eval_main

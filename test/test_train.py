@@ -102,6 +102,7 @@ def test_collator_masks_prompt_and_padding_like_lavis(tmp_path):
 # --- end to end: train -> resume -> eval ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_train_resume_eval_end_to_end(dataset, tmp_path):
     out = tmp_path / "run"
     result = train(tiny_config(dataset, out, "--epochs", "1"), say=lambda _: None)
@@ -158,6 +159,7 @@ def test_train_resume_eval_end_to_end(dataset, tmp_path):
     assert html.escape(baseline[0]["caption"] or "(empty)") in page
 
 
+@pytest.mark.slow
 def test_resume_mid_epoch_matches_an_uninterrupted_run(dataset, tmp_path):
     # A constant learning rate, so that stopping early with --max_steps does not change the schedule.
     common = ("--epochs", "2", "--batch_size", "4", "--schedule", "constant")
