@@ -4,14 +4,15 @@ import ast
 import json
 import re
 
+import cv2
+import numpy as np
 import pytest
 import yaml
-from ros_helpers import REPO
+from support import REPO
 
 from blip_caption_ros import bag_io
 from blip_caption_ros.backends import CaptionerConfig, load_captioner
 from blip_caption_ros.caption_bag import caption_bag
-from blip_train.drives.synthetic_drive import DriveConfig, write_drive
 
 LAYOUT = REPO / "config" / "foxglove_layout.json"
 RVIZ = REPO / "config" / "caption.rviz"
@@ -19,14 +20,17 @@ REPLAY_LAUNCH = REPO / "launch" / "replay.launch.py"
 
 
 @pytest.fixture(scope="module")
-def captioned(tmp_path_factory, tiny_blip_dir):
+def captioned(tmp_path_factory, tiny_blip_dir, drive_bag):
     root = tmp_path_factory.mktemp("viz")
-    write_drive(root / "drive", DriveConfig(duration_s=1.0, width=96, height=54))
     captioner = load_captioner(CaptionerConfig(model=str(tiny_blip_dir), max_new_tokens=4))
-    caption_bag(root / "drive", root / "captioned", captioner, rate_hz=0)
+    caption_bag(drive_bag, root / "captioned", captioner, rate_hz=0)
     with bag_io.BagReader(root / "captioned") as reader:
         overlays = [reader.decode(m) for m in reader.messages(["/front/caption/image/compressed"])]
-        return reader.topics, overlays
+        topics = reader.topics
+    with bag_io.BagReader(drive_bag) as reader:
+        frame = reader.decode(next(reader.messages(["/front/image/compressed"])))
+    source_height, source_width = cv2.imdecode(np.asarray(frame.data), cv2.IMREAD_COLOR).shape[:2]
+    return topics, overlays, (source_height, source_width)
 
 
 def _panel_ids(node) -> set[str]:
@@ -36,7 +40,7 @@ def _panel_ids(node) -> set[str]:
 
 
 def test_foxglove_layout_panels_read_topics_of_a_captioned_bag(captioned):
-    captioned_topics, _ = captioned
+    captioned_topics = captioned[0]
     layout = json.loads(LAYOUT.read_text())
     panels = layout["configById"]
     assert _panel_ids(layout["layout"]) == set(panels)
@@ -96,16 +100,13 @@ def test_foxglove_layout_has_no_field_the_apps_reject_or_ignore():
 
 
 def test_overlays_are_scaled_to_a_viewer_size(captioned):
-    """The drive's 96x54 frames become 640-px-wide overlays: legible text that covers the bottom band only."""
-    import cv2
-    import numpy as np
-
+    """The drive's small frames become 640-px-wide overlays: legible text on a band, not over the whole frame."""
     from blip_caption_ros.overlay import OVERLAY_WIDTH
 
-    _, overlays = captioned
-    assert overlays
+    _, overlays, (source_height, source_width) = captioned
+    assert overlays and source_width < OVERLAY_WIDTH
     for overlay in overlays:
         image = cv2.imdecode(np.asarray(overlay.data), cv2.IMREAD_COLOR)
-        assert image.shape[:2] == (round(54 * OVERLAY_WIDTH / 96), OVERLAY_WIDTH)
+        assert image.shape[:2] == (round(source_height * OVERLAY_WIDTH / source_width), OVERLAY_WIDTH)
         dark_rows = (image.mean(axis=(1, 2)) < 60).mean()
         assert 0.05 < dark_rows < 0.5  # the caption band, not the whole frame
