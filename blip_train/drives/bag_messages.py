@@ -3,6 +3,7 @@ dataclasses; the vehicle package reads and replays bags but writes only captions
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -77,3 +78,10 @@ def twist_msg(stamp_ns: int, speed_mps: float, frame_id: str = "base_link"):
         header=header(stamp_ns, frame_id),
         twist=msg_type("geometry_msgs/msg/Twist")(linear=vector3(x=float(speed_mps), y=0.0, z=0.0),
                                                   angular=vector3(x=0.0, y=0.0, z=0.0)))
+
+
+def report_written(out, counts: dict[str, int]) -> int:
+    """The drive tools' last line (the bag written, its messages per topic) on stderr; their exit status, 0."""
+    summary = ", ".join(f"{topic} {n}" for topic, n in sorted(counts.items()))
+    print(f"wrote {out}: {summary}", file=sys.stderr)
+    return 0

@@ -228,9 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     except bag_io.BagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    summary = ", ".join(f"{topic} {n}" for topic, n in sorted(counts.items()))
-    print(f"wrote {args.out}: {summary}", file=sys.stderr)
-    return 0
+    return bag_messages.report_written(args.out, counts)
 
 
 if __name__ == "__main__":
