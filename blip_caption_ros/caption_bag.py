@@ -116,6 +116,8 @@ def camera_topics(topics: dict[str, str], cameras: list[str] | None = None,
 
 @dataclass
 class CaptionBagStats:
+    """What caption-bag did with every message, per camera or topic, for its summary and for caption-bags."""
+
     frames_seen: Counter = field(default_factory=Counter)
     captioned: Counter = field(default_factory=Counter)
     skipped_by_rate: Counter = field(default_factory=Counter)

@@ -38,6 +38,8 @@ class FleetError(RuntimeError):
 
 @dataclass(frozen=True)
 class Drive:
+    """One input bag of a fleet run and the captioned MCAP it becomes."""
+
     bag: Path
     out: Path
     size_bytes: int
@@ -45,6 +47,8 @@ class Drive:
 
 @dataclass
 class DriveResult:
+    """How one drive went: frames captioned, inputs bad or failed, time taken, or the error that stopped it."""
+
     drive: Drive
     frames: int = 0
     bad_inputs: int = 0

@@ -69,6 +69,8 @@ def default_actors(ego_speed: float) -> list[Actor]:
 
 @dataclass(frozen=True)
 class DriveConfig:
+    """A synthetic drive: its length, ego speed, sensor rates, camera frames and drawn conditions."""
+
     duration_s: float = 20.0
     ego_speed_mps: float = 8.0
     camera_hz: float = 10.0
