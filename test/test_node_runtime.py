@@ -69,7 +69,7 @@ def test_take_wakes_on_put_and_on_close():
 
 def test_worker_batches_cameras_and_matches_sensors_when_the_caption_is_ready():
     slots = FrameSlots(["front", "left"])
-    lidar, radar = SensorBuffer(10), SensorBuffer(10)
+    lidar, radar = SensorBuffer(capacity=10), SensorBuffer(capacity=10)
     lidar.add(900 * MS, "decoy")  # 100 ms before the image: inside the bound, but...
     radar.add(1500 * MS, RADAR)  # 500 ms away: stale
     # ...a sweep 20 ms after the image arrives while the model runs: nearer, so it wins
