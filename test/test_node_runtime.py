@@ -56,7 +56,7 @@ def test_newest_frame_wins_and_replaced_frames_count_as_dropped():
     assert [(f.camera, f.stamp_ns // MS) for f in taken] == [("front", 2), ("left", 3)]
     assert slots.take(timeout=0) == []
     assert slots.stats["front"].snapshot() == {"received": 2, "captioned": 0, "dropped": 1, "bad_inputs": 0,
-                                               "failed": 0}
+                                               "failed": 0, "lost": 0, "qos_incompatible": 0}
 
 
 def test_take_wakes_on_put_and_on_close():
@@ -183,6 +183,19 @@ def test_diagnostics_levels():
     stats.count("bad_inputs")
     assert reporter.camera(stats).level == WARN
     assert reporter.camera(stats).level == OK  # only while it happens
+    for _ in range(2):  # 2 frames received of 12 published: the middleware lost 10
+        stats.count("received")
+        stats.count("captioned")
+    stats.count("lost", 10)
+    status = reporter.camera(stats, "best_effort")
+    assert status.level == WARN and "far slower than published: 2 of 12 received" in status.message
+    assert "large-data profile" in status.message and status.values["subscription_reliability"] == "best_effort"
+    stats.count("received")
+    stats.count("lost", 2)  # 1 of 3: too few lost to call it a pattern
+    assert reporter.camera(stats).level == OK
+    stats.count("qos_incompatible")
+    status = reporter.camera(stats, "reliable")
+    assert status.level == WARN and "incompatible" in status.message and "requests reliable" in status.message
     now[0] += 5
     assert reporter.camera(stats).level == STALE
     node = reporter.node("torch", "m", "cpu", "fp32", {"lidar": (SensorStats("lidar"), 0.05),
