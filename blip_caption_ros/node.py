@@ -277,7 +277,7 @@ class CaptionCore:
         self.diagnostics = DiagnosticsReporter(node.get_fully_qualified_name(), 3.0)
         self.diagnostics_pub = node.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS,
                                                      qos_overriding_options=_overridable())
-        node.create_timer(1.0, self._tick, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self._timer = node.create_timer(1.0, self._tick, clock=Clock(clock_type=ClockType.STEADY_TIME))
         node.add_on_set_parameters_callback(self._on_set_parameters)
 
     # --- parameters ---
@@ -359,6 +359,7 @@ class CaptionCore:
         self.pipeline = CaptionPipeline(self.node, self.params, self.captioner, self.prompt,
                                         on_worker_exit=lambda _reason: self._worker_died.trigger())
         self.pipeline.worker.start()
+        self._timer.reset()  # the first report of the cameras one period after they were subscribed
         self.node.get_logger().info(f"captioning {', '.join(self.params.cameras)}")
 
     def deactivate(self) -> None:
