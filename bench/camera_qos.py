@@ -79,25 +79,35 @@ def listen(args) -> None:
     rclpy.init()
     node = rclpy.create_node("qos_bench_node")
     counts = {"received": 0, "lost": 0, "incompatible": 0}
-    if args.sub == "node-default":
-        from blip_caption_ros.node import IMAGE_QOS as qos
+    msg_type = CompressedImage if args.size.endswith("jpeg") else Image
+
+    def received(msg):
+        counts["received"] += 1
+
+    def lost(change):
+        counts["lost"] += change
+
+    def incompatible(change):
+        counts["incompatible"] += change
+
+    topic = None
+    if args.sub == "node-default":  # the node's own input subscription (follows the publishers' reliability)
+        from blip_caption_ros.node import InputTopic
+
+        topic = InputTopic(node, msg_type, "camera/image_raw", received, lost=lost, incompatible=incompatible)
     else:
-        qos = _qos(args.sub)
-
-    def lost(event):
-        counts["lost"] = event.total_count
-
-    def incompatible(event):
-        counts["incompatible"] = event.total_count
-
-    node.create_subscription(CompressedImage if args.size.endswith("jpeg") else Image, "camera/image_raw",
-                             lambda msg: counts.__setitem__("received", counts["received"] + 1), qos,
-                             event_callbacks=SubscriptionEventCallbacks(message_lost=lost,
-                                                                        incompatible_qos=incompatible))
+        events = SubscriptionEventCallbacks(message_lost=lambda e: lost(e.total_count_change),
+                                            incompatible_qos=lambda e: incompatible(e.total_count_change))
+        node.create_subscription(msg_type, "camera/image_raw", received, _qos(args.sub), event_callbacks=events)
     done = threading.Event()
     threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
+    next_refresh = time.monotonic() + 1.0
     while not done.is_set():
         rclpy.spin_once(node, timeout_sec=0.05)
+        if topic is not None and time.monotonic() >= next_refresh:  # the node does this on its diagnostics timer
+            topic.refresh()
+            next_refresh = time.monotonic() + 1.0
+    counts["reliability"] = topic.reliability if topic is not None else args.sub
     print(json.dumps(counts), flush=True)
     node.destroy_node()
     rclpy.shutdown()
@@ -155,7 +165,7 @@ def main() -> None:
             SIZES[args.size] = SIZES[args.size.partition("-")[0]]
         return listen(args)
     results = []
-    print("| image | Hz | driver profile | driver QoS | node QoS | received / published | lost (DDS) |")
+    print("| image | Hz | driver profile | driver QoS | node subscription | received / published | lost (DDS) |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for size, rate, driver_profile, pub, sub in itertools.product(
             args.sizes.split(","), [float(r) for r in args.rates.split(",")], (False, True),
@@ -164,7 +174,8 @@ def main() -> None:
             continue  # never matches (an incompatible-QoS event); the node's default handles this case
         r = cell(size, rate, driver_profile, pub, sub, args.seconds)
         results.append(r)
-        print(f"| {size} | {rate:g} | {'yes' if driver_profile else 'no'} | {pub} | {sub} | "
+        shown = f"default (→ {r['reliability']})" if sub == "node-default" else sub
+        print(f"| {size} | {rate:g} | {'yes' if driver_profile else 'no'} | {pub} | {shown} | "
               f"{r['received']} / {r['published']} | {r['lost']} |", flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
