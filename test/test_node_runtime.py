@@ -216,3 +216,28 @@ def test_overlay_draws_on_a_copy():
     out = draw_caption(image, "a car driving down a wet street at night " * 3)
     assert out.shape == image.shape and (image == 128).all()
     assert (out != image).any()
+
+
+def test_a_hub_that_does_not_answer_fails_a_download_within_the_probe_timeout(tmp_path, monkeypatch):
+    """allow_model_download on a vehicle without network: one clear error in seconds, not minutes of retries."""
+    import socket
+
+    from blip_caption_ros.backends import model_source
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))  # nothing cached
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(model_source, "hub_offline", lambda: False)
+    monkeypatch.setattr(socket, "create_connection", lambda *args, **kwargs: time.sleep(30))  # a black hole
+    started = time.monotonic()
+    with pytest.raises(model_source.ModelFilesError, match=r"cannot be reached within 0.5 s \(no answer\)"):
+        model_source.check_hub_reachable("org/uncached-model", timeout_s=0.5)
+    assert time.monotonic() - started < 2.0
+
+    def refuse(*args, **kwargs):
+        raise ConnectionRefusedError("connection refused")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    with pytest.raises(model_source.ModelFilesError, match="connection refused.*hf download org/uncached-model"):
+        model_source.check_hub_reachable("org/uncached-model", timeout_s=0.5)
+    model_source.check_hub_reachable(str(tmp_path))  # a local directory never asks the hub
