@@ -241,3 +241,39 @@ def test_a_hub_that_does_not_answer_fails_a_download_within_the_probe_timeout(tm
     with pytest.raises(model_source.ModelFilesError, match="connection refused.*hf download org/uncached-model"):
         model_source.check_hub_reachable("org/uncached-model", timeout_s=0.5)
     model_source.check_hub_reachable(str(tmp_path))  # a local directory never asks the hub
+
+
+def test_inputs_follow_their_publishers_reliability():
+    from blip_caption_ros.input_qos import BEST_EFFORT, RELIABLE, follow_publishers
+
+    assert follow_publishers([RELIABLE, RELIABLE], BEST_EFFORT) == RELIABLE  # retransmission saves large frames
+    assert follow_publishers([RELIABLE, BEST_EFFORT], RELIABLE) == BEST_EFFORT  # reliable would not match one
+    assert follow_publishers([], RELIABLE) == RELIABLE and follow_publishers([], BEST_EFFORT) == BEST_EFFORT
+
+
+def test_a_model_load_is_abandoned_at_once_when_a_stop_comes_and_its_errors_pass_through():
+    from blip_caption_ros.lifecycle import LoadCancelled, load_cancellably
+
+    cancel, release = threading.Event(), threading.Event()
+    assert load_cancellably(lambda: "model", cancel) == "model"
+    with pytest.raises(ValueError, match="bad weights"):
+        load_cancellably(lambda: (_ for _ in ()).throw(ValueError("bad weights")), cancel)
+    threading.Timer(0.2, cancel.set).start()
+    started = time.monotonic()
+    with pytest.raises(LoadCancelled):
+        load_cancellably(lambda: release.wait(30), cancel)  # a load of 30 s
+    assert time.monotonic() - started < 1.0
+    release.set()
+
+
+def test_lifecycle_parameter_rules_and_state_statuses():
+    from blip_caption_ros.lifecycle import parameter_change_problem, state_status
+
+    assert parameter_change_problem("prompt", True, "active") == ""
+    assert parameter_change_problem("model", False, "unconfigured") == ""
+    assert "cleanup first" in parameter_change_problem("model", False, "inactive")
+    assert state_status("/n", "configuring", "m").message == "configuring: loading the model"
+    failed = state_status("/n", "unconfigured", "m", "cannot load caption model 'm': no such directory")
+    assert failed.level == WARN and failed.values["last_failure"].endswith("no such directory")
+    idle = state_status("/n", "inactive", "m")
+    assert idle.level == OK and idle.values["lifecycle_state"] == "inactive" and "not captioning" in idle.message
