@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import array
 import functools
+import inspect
 import json
 import threading
 
@@ -68,6 +69,8 @@ except ImportError:  # pragma: no cover - Humble
 
 #: Not on Humble: there the inputs subscribe best effort unless overridden.
 _BEST_AVAILABLE = getattr(ReliabilityPolicy, "BEST_AVAILABLE", None)
+#: Iron and later report matched publishers as an event; Humble's inputs follow on the 1 s diagnostics tick only.
+_MATCHED_EVENT = "matched" in inspect.signature(SubscriptionEventCallbacks).parameters
 STARTUP_ERRORS = (ModelLoadError, ParameterError, CaptionSettingsError, InvalidParameterTypeException,
                   InvalidParameterValueException, InvalidQosOverridesError)
 INPUT_QOS = QoSProfile(depth=5, reliability=_BEST_AVAILABLE or ReliabilityPolicy.BEST_EFFORT)
@@ -92,6 +95,9 @@ class InputTopic:
     def __init__(self, node: Node, msg_type, topic: str, callback, lost=None, incompatible=None):
         self.node, self.msg_type, self.topic, self.callback = node, msg_type, topic, callback
         self._lost, self._incompatible = lost, incompatible
+        self._lock = threading.RLock()  # refresh (timer, QoS event) vs destroy (a lifecycle transition's thread)
+        self._destroyed = False
+        self.following = False  # decided once the QoS overrides are applied
         self.subscription = self._subscribe(INPUT_QOS, _overridable())
         requested = self.subscription.qos_profile.reliability
         self.following = _BEST_AVAILABLE is not None and requested == _BEST_AVAILABLE
@@ -107,9 +113,11 @@ class InputTopic:
             elif self._incompatible is not None:
                 self._incompatible(event.total_count_change)
 
-        events = SubscriptionEventCallbacks(
-            incompatible_qos=incompatible,
-            message_lost=(lambda event: self._lost(event.total_count_change)) if self._lost else None)
+        callbacks = {"incompatible_qos": incompatible,
+                      "message_lost": (lambda event: self._lost(event.total_count_change)) if self._lost else None}
+        if _MATCHED_EVENT and self.following:  # a publisher came or went: follow it now, not at the next tick
+            callbacks["matched"] = lambda event: self.refresh()
+        events = SubscriptionEventCallbacks(**callbacks)
         return self.node.create_subscription(self.msg_type, self.topic, self.callback, qos,
                                              qos_overriding_options=options, event_callbacks=events)
 
@@ -123,16 +131,21 @@ class InputTopic:
     def refresh(self) -> None:
         if not self.following:
             return
-        offered = [info.qos_profile.reliability.name.lower()
-                   for info in self.node.get_publishers_info_by_topic(self.subscription.topic_name)]
-        wanted = follow_publishers(offered, self.reliability)
-        if wanted != self.reliability:
-            self.node.get_logger().info(f"{self.subscription.topic_name}: publishers offer {', '.join(offered)}: "
-                                        f"subscribing {wanted}")
-            self._resubscribe(wanted)
+        with self._lock:
+            if self._destroyed:
+                return
+            offered = [info.qos_profile.reliability.name.lower()
+                       for info in self.node.get_publishers_info_by_topic(self.subscription.topic_name)]
+            wanted = follow_publishers(offered, self.reliability)
+            if wanted != self.reliability:
+                self.node.get_logger().info(f"{self.subscription.topic_name}: publishers offer "
+                                            f"{', '.join(offered)}: subscribing {wanted}")
+                self._resubscribe(wanted)
 
     def destroy(self) -> None:
-        self.node.destroy_subscription(self.subscription)
+        with self._lock:
+            self._destroyed = True
+            self.node.destroy_subscription(self.subscription)
 
 
 class CaptionPipeline:
