@@ -11,7 +11,7 @@ JAZZY_PY := $(JAZZY_VENV)/bin/python
 # lifecycle, managed (lifecycle) node, startup, encodings end to end, the launch logic and the Fast DDS profile variable.
 ROS_TESTS := test/test_node_pipeline.py test/test_node_startup.py test/test_node_lifecycle.py \
 	test/test_node_faults.py test/test_node_fuzz.py test/test_node_encodings.py test/test_bag_replay.py \
-	test/test_launch_args.py test/test_launch_config.py test/test_node_managed.py
+	test/test_launch_args.py test/test_launch_config.py test/test_node_managed.py test/test_node_qos.py
 OUT ?= runs/demo
 
 # DDS stays on loopback with a domain and ROS_HOME of its own (tests override these per process).
