@@ -31,8 +31,8 @@ LAUNCH_SWITCHES = {
     "respawn_delay": ("2.0", "seconds before a respawn"),
     "managed": ("false", "true: start the lifecycle (managed) node, which waits unconfigured for a lifecycle manager "
                          "(ros2 lifecycle set, Nav2's lifecycle manager) unless autostart:=true"),
-    "autostart": ("false", "with managed:=true: configure and activate the node as soon as its process starts (and "
-                           "after every respawn), as Nav2's lifecycle manager does with autostart"),
+    "autostart": ("false", "with managed:=true: configure and activate the node as soon as its process starts, as "
+                           "Nav2's lifecycle manager does with autostart"),
 }
 LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
 PLAYERS = ("bag-replay", "ros2bag")
