@@ -44,6 +44,36 @@ def tiny_blip_dir(tmp_path_factory):
     return out_dir
 
 
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory, tiny_blip_dir):
+    """`blip-export` of tiny_blip_dir (fp32 graphs + int8/), made once per session. Shared: copy it before changing
+    anything in it."""
+    from blip_train.export import ExportOptions, export
+
+    out = tmp_path_factory.mktemp("tiny_export") / "onnx"
+    export(ExportOptions(checkpoint=str(tiny_blip_dir), out=str(out), samples=3, int8=True))
+    return out
+
+
+@pytest.fixture(scope="session")
+def torch_captioner(tiny_blip_dir):
+    """The torch backend on tiny_blip_dir (12 new tokens): the reference the other runtimes must match."""
+    from blip_caption_ros.backends import CaptionerConfig, load_captioner
+
+    return load_captioner(CaptionerConfig(model=str(tiny_blip_dir), max_new_tokens=12))
+
+
+@pytest.fixture(scope="session")
+def drive_bag(tmp_path_factory):
+    """A synthetic 1.5 s drive (160x90 JPEG camera, LiDAR, radar, GPS/IMU, speed) as an MCAP rosbag2, written once.
+    Shared: tests read it, and write anything of their own elsewhere."""
+    from blip_train.drives.synthetic_drive import DriveConfig, write_drive
+
+    path = tmp_path_factory.mktemp("drive") / "drive"
+    write_drive(path, DriveConfig(duration_s=1.5, width=160, height=90))
+    return path
+
+
 # --- fixtures shared by the training-side tests (blip_train) ---
 
 

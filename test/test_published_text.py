@@ -49,6 +49,7 @@ def test_a_checkpoint_records_its_prompt_and_a_caption_length_covering_its_train
     assert (captioner.config.prompt, captioner.config.max_new_tokens) == ("a picture of ", settings.max_new_tokens)
 
 
+@pytest.mark.slow
 def test_node_caption_bag_eval_and_onnxruntime_publish_the_same_strings(checkpoint, tmp_path):
     """Camera frames larger than the model's input (and not square), as a vehicle sends them: blip-eval reads them
     from PNG files, caption-bag and the node get rgb8 messages, onnxruntime runs the checkpoint's blip-export."""

@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from support import require_module
 
-pytest.importorskip("duckdb")
+require_module("duckdb")
 
 from blip_caption_ros import bag_io  # noqa: E402
 from blip_caption_ros.caption_bag import caption_bag  # noqa: E402

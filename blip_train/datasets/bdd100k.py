@@ -244,4 +244,8 @@ def find_label_file(root: str | Path, split: str) -> Path:
         if candidate.is_file():
             return candidate
     tried = ", ".join(str(c) for c in candidates)
-    raise LabelFormatError(f"{root}: no label file for split {split!r} (looked for {tried})")
+    present = sorted({match.group(1) for path in [*root.glob("labels/det_20/det_*.json"),
+                                                   *root.glob("labels/bdd100k_labels_images_*.json")]
+                      if (match := re.search(r"(?:det|images)_(.+)\.json$", path.name))})
+    here = f"; splits here: {', '.join(present)}" if present else ""
+    raise LabelFormatError(f"{root}: no label file for split {split!r} (looked for {tried}){here}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import random
 import sys
 import zlib
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ import cv2
 import numpy as np
 
 from blip_caption_ros.progress import progress_bar
+from blip_train.datasets.records import DET20_CATEGORIES, Box, FrameRecord
 
 WIDTH, HEIGHT = 1280, 720
 HORIZON = int(HEIGHT * 0.45)
@@ -323,6 +325,22 @@ def balanced_conditions(n: int, rng: np.random.Generator) -> list[tuple[str, str
         order = rng.permutation(len(pairs)).tolist()
         out.extend((*pairs[i], DRAWN_SCENES[int(rng.integers(0, len(DRAWN_SCENES)))]) for i in order)
     return out[:n]
+
+
+def random_record(rng: random.Random, name: str, attributes: bool = True) -> FrameRecord:
+    """A label record with no image: 0-6 boxes of any det_20 category and size (a colour for traffic lights) and, with
+    `attributes`, a drawn weather, scene and time of day. What the caption grammar's tests and benchmarks feed it."""
+    boxes = []
+    for _ in range(rng.randint(0, 6)):
+        category = rng.choice(DET20_CATEGORIES)
+        size = rng.choice((30, 60, 150, 400))
+        x = rng.uniform(0, 1280 - size)
+        colour = rng.choice(("red", "yellow", "green", None)) if category == "traffic light" else None
+        boxes.append(Box(category, x, 300, x + size, 300 + size * 0.8, False, False, colour))
+    if not attributes:
+        return FrameRecord(name, boxes=tuple(boxes))
+    return FrameRecord(name, rng.choice(DRAWN_WEATHERS), rng.choice(DRAWN_SCENES), rng.choice(DRAWN_TIMES_OF_DAY),
+                       tuple(boxes))
 
 
 def frame_name(rng: np.random.Generator) -> str:
