@@ -6,7 +6,7 @@ subscribes the way caption_node does (its default image QoS, or best-effort / re
 it), always with the large-data profile as `caption.launch.py` starts it, and counts frames received and the frames
 DDS reports lost. Each cell runs a few seconds; the table is Markdown.
 
-    python bench/camera_qos.py                          # the whole matrix (~4 minutes on 2 cores)
+    python bench/camera_qos.py                          # the whole matrix (~7 minutes on 2 cores)
     python bench/camera_qos.py --sizes 720p --rates 10 --seconds 3
 """
 
