@@ -297,11 +297,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         drives = plan_drives(find_bags(args.inputs), args.out)
         config = captioner_config(args)
+        options = caption_options(args)
     except (FleetError, CaptionSettingsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    options = caption_options(args)
     print(f"caption-bags: {len(drives)} drive(s) -> {args.out}, {args.workers} worker(s)", file=sys.stderr)
     import ray
 
