@@ -8,10 +8,10 @@ PY := $(VENV)/bin/python
 JAZZY_VENV := .venv-jazzy
 JAZZY_PY := $(JAZZY_VENV)/bin/python
 # The ROS-facing tests (real rclpy and DDS) that run again on the Jazzy wheels: node, bag replay, fuzz, faults,
-# lifecycle, startup, encodings end to end, the launch logic and the Fast DDS profile variable.
+# lifecycle, managed (lifecycle) node, startup, encodings end to end, the launch logic and the Fast DDS profile variable.
 ROS_TESTS := test/test_node_pipeline.py test/test_node_startup.py test/test_node_lifecycle.py \
 	test/test_node_faults.py test/test_node_fuzz.py test/test_node_encodings.py test/test_bag_replay.py \
-	test/test_launch_args.py test/test_launch_config.py
+	test/test_launch_args.py test/test_launch_config.py test/test_node_managed.py test/test_node_qos.py
 OUT ?= runs/demo
 
 # DDS stays on loopback with a domain and ROS_HOME of its own (tests override these per process).
