@@ -58,6 +58,7 @@ def test_replay_publishes_the_recorded_messages_and_clock(drive, probe):
     assert ticks == sorted(ticks) and ticks[-1] >= bag_io.stamp_of(expected[-1])
 
 
+@pytest.mark.slow
 def test_replay_feeds_the_node_and_captions_match_the_bag(drive, probe, tiny_blip_dir):
     """Every frame of the bag reaches the node and every caption it makes matches the bag.
 

@@ -120,6 +120,7 @@ def test_model_errors_are_counted_and_the_bag_goes_on(drive, captioner, tmp_path
     assert "model failure 3" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_errors_name_the_input(drive, tiny_blip_dir, tmp_path):
     def run(*args):
         return subprocess.run([sys.executable, "-m", "blip_caption_ros.caption_bag", *map(str, args)],

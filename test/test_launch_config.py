@@ -72,6 +72,7 @@ def test_config_lists_every_parameter():
     assert all(f"# {name}: " in text for name in from_model)
 
 
+@pytest.mark.slow
 @pytest.mark.ros
 def test_every_config_key_is_declared_by_the_real_node(tiny_blip_dir):
     import rclpy

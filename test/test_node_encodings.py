@@ -11,7 +11,7 @@ from std_msgs.msg import String
 
 from blip_caption_ros.imaging import image_to_rgb
 
-pytestmark = pytest.mark.ros
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 NS = "/enc"
 CAMERAS = ("gmsl", "usb", "reference")

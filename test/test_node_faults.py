@@ -13,6 +13,7 @@ S, MS = 1_000_000_000, 1_000_000
 STALE = "3"
 
 
+@pytest.mark.slow
 def test_corrupt_weights_end_the_node_with_one_line(tmp_path, tiny_blip_dir):
     model = tmp_path / "model"
     shutil.copytree(tiny_blip_dir, model)
@@ -25,6 +26,7 @@ def test_corrupt_weights_end_the_node_with_one_line(tmp_path, tiny_blip_dir):
     assert "Traceback" not in node.output()
 
 
+@pytest.mark.slow
 def test_silent_camera_goes_stale_while_the_other_continues_and_stopped_sensors_become_null(tiny_blip_dir):
     import rclpy
 

@@ -7,7 +7,7 @@ import sys
 import pytest
 from support import REPO
 
-pytestmark = pytest.mark.ros
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 
 def test_node_survives_and_counts_every_bad_message(tmp_path, tiny_blip_dir):

@@ -22,7 +22,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 from support import REPO
 
-pytestmark = pytest.mark.ros
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
 S, MS = 1_000_000_000, 1_000_000
 HOOKS = Path(__file__).parent / "hooks"
 ERROR = "2"

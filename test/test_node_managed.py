@@ -23,7 +23,7 @@ from ros_helpers import REPO, NodeProcess, Probe, make_image
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-pytestmark = pytest.mark.ros
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
 S = 1_000_000_000
 HOOKS = Path(__file__).parent / "hooks"
 NODE = "/caption_node"

@@ -24,7 +24,7 @@ from sensor_msgs.msg import CompressedImage, Image, PointCloud2
 from std_msgs.msg import String
 from visualization_msgs.msg import Marker
 
-pytestmark = pytest.mark.ros
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 S, MS = 1_000_000_000, 1_000_000
 T0 = 1_700_000_000 * S

@@ -16,7 +16,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from ros_helpers import NodeProcess, make_image
 from sensor_msgs.msg import Image
 
-pytestmark = pytest.mark.ros
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
 S = 1_000_000_000
 CAMERA = "/caption_node: front"
 WARN = "1"

@@ -25,6 +25,7 @@ def _corrupt_model_dir(tmp_path):
     ],
     ids=["missing-model", "corrupt-model", "unknown-backend", "bad-values", "int-for-double"],
 )
+@pytest.mark.slow
 def test_startup_errors_end_the_node_with_one_line(tmp_path, make_args, expected):
     node = NodeProcess(*make_args(tmp_path))
     assert node.wait(timeout=60) == 1

@@ -97,6 +97,7 @@ def test_not_an_export_dir_and_unsupported_settings(export_dir, tiny_blip_dir, t
     assert "precision 'int8' needs an int8 export" in _load(_copy(export_dir, tmp_path), precision="int8")
 
 
+@pytest.mark.slow
 @pytest.mark.ros
 def test_caption_node_runs_on_onnxruntime(export_dir, torch_captioner):
     """The real node (own process, real DDS) with backend=onnxruntime: a caption arrives, equal to torch's."""

@@ -145,6 +145,7 @@ def test_changed_or_broken_files_are_refused(export_dir, tmp_path):
     assert "no such directory" in _load_error(tmp_path / "nothing")
 
 
+@pytest.mark.slow
 @pytest.mark.ros
 def test_caption_node_runs_on_openvino(export_dir, torch_captioner):
     """The real node (own process, real DDS) with backend=openvino: a caption arrives, equal to torch's."""
