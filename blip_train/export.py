@@ -27,6 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
+from blip_caption_ros.backends.blip_export import (
+    DECODER_INPUTS,
+    DECODER_OUTPUTS,
+    SPLIT_DECODER,
+    VISION_INPUTS,
+    VISION_OUTPUTS,
+    split_decoder_inputs,
+)
 from blip_caption_ros.backends.caption_settings import (
     PROMPT_FILE,
     SETTINGS,
@@ -43,14 +51,6 @@ from blip_caption_ros.backends.engine_manifest import (
     load_export_manifest,
     staged_directory,
     write_json_atomic,
-)
-from blip_caption_ros.backends.kv_decoder import (
-    DECODER_INPUTS,
-    DECODER_OUTPUTS,
-    SPLIT_DECODER,
-    VISION_INPUTS,
-    VISION_OUTPUTS,
-    split_decoder_inputs,
 )
 from blip_caption_ros.backends.static_kv import MAX_BATCH, MAX_PROMPT_TOKENS
 
@@ -202,7 +202,7 @@ def split_cross_kv(decoder_path: Path, out_path: Path, layers: int) -> list[str]
     import onnx
     from onnx import numpy_helper
 
-    from blip_caption_ros.backends.kv_decoder import split_decoder_inputs
+    from blip_caption_ros.backends.blip_export import split_decoder_inputs
 
     model = onnx.load(str(decoder_path))
     graph = model.graph
@@ -356,7 +356,7 @@ def validate_greedy_ids(model, processor, export_dir: Path, images, max_new_toke
             kwargs = {"input_ids": processor.tokenizer([prompt] * len(images), return_tensors="pt").input_ids} \
                 if prompt else {}
             expected = model.generate(pixel_values=pixels, max_new_tokens=max_new_tokens, **kwargs)
-        got = runner.generate_ids(pixels.numpy(), start, max_new_tokens=max_new_tokens)
+        got = torch.from_numpy(runner.generate_ids(pixels.numpy(), start, max_new_tokens=max_new_tokens))
         agreement = token_agreement(expected, got)
         results[prompt or "<none>"] = {"images": len(images), "identical": bool(torch.equal(expected, got)),
                                        "token_agreement": agreement}
