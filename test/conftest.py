@@ -5,7 +5,10 @@ ROS domain id and ROS_HOME of its own, set here at import time: before any test 
 import rclpy, and without relying on each test to remember.
 """
 
+import importlib.util
 import os
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from ros_helpers import loopback_ros_environment
@@ -42,6 +45,66 @@ def tiny_blip_dir(tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("tiny_blip")
     build_blip(TINY_BLIP_WORDS, out_dir, arch=TINY)
     return out_dir
+
+
+#: A prepared blip-export directory of the tiny model (`make test-jazzy` exports it once with torch and hands it to the
+#: torch-free environments, which cannot export).
+PREPARED_EXPORT = "BLIP_TEST_EXPORT"
+TORCH = importlib.util.find_spec("torch") is not None
+
+
+def missing(reason: str):
+    """Skip for want of `reason`, or fail in CI (CI=true), where every test must run."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: failing instead of skipping)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def tiny_export_dir(tmp_path_factory, request):
+    """A blip-export directory (fp32 + int8/) of the tiny model: $BLIP_TEST_EXPORT where set, else exported once per
+    session from tiny_blip_dir (needs torch)."""
+    prepared = os.environ.get(PREPARED_EXPORT)
+    if prepared:
+        if not (Path(prepared) / "onnx_manifest.json").is_file():
+            pytest.fail(f"{PREPARED_EXPORT}={prepared} is not a blip-export directory")
+        return Path(prepared)
+    if not TORCH:
+        missing(f"no torch to export the tiny model, and {PREPARED_EXPORT} names no prepared export")
+    return export_tiny(request.getfixturevalue("tiny_blip_dir"), tmp_path_factory.mktemp("tiny_export") / "onnx")
+
+
+def export_tiny(checkpoint: Path, out: Path) -> Path:
+    """blip-export of the tiny model with its int8 variant (test/tiny_export.py writes the same for CI)."""
+    from blip_train.export import ExportOptions, export
+
+    export(ExportOptions(checkpoint=str(checkpoint), out=str(out), samples=2, int8=True))
+    return out
+
+
+@dataclass(frozen=True)
+class CaptionModel:
+    """The model the ROS-facing tests run the node on: the tiny checkpoint on torch where torch is installed, its
+    export on onnxruntime in the torch-free environments."""
+
+    path: Path
+    backend: str
+
+    @property
+    def node_args(self) -> tuple[str, ...]:
+        return ("-p", f"model:={self.path}", "-p", f"backend:={self.backend}")
+
+    @property
+    def weights(self) -> str:
+        """The file whose corruption must stop the model from loading."""
+        return "model.safetensors" if self.backend == "torch" else "vision.onnx"
+
+
+@pytest.fixture(scope="session")
+def caption_model(request) -> CaptionModel:
+    if TORCH and not os.environ.get(PREPARED_EXPORT):
+        return CaptionModel(request.getfixturevalue("tiny_blip_dir"), "torch")
+    return CaptionModel(request.getfixturevalue("tiny_export_dir"), "onnxruntime")
 
 
 # --- fixtures shared by the training-side tests (blip_train) ---

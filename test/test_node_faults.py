@@ -13,23 +13,23 @@ S, MS = 1_000_000_000, 1_000_000
 STALE = "3"
 
 
-def test_corrupt_weights_end_the_node_with_one_line(tmp_path, tiny_blip_dir):
+def test_corrupt_weights_end_the_node_with_one_line(tmp_path, caption_model):
     model = tmp_path / "model"
-    shutil.copytree(tiny_blip_dir, model)
-    weights = model / "model.safetensors"
+    shutil.copytree(caption_model.path, model)
+    weights = model / caption_model.weights
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
-    node = NodeProcess("-p", f"model:={model}")
+    node = NodeProcess("-p", f"model:={model}", "-p", f"backend:={caption_model.backend}")
     assert node.wait(timeout=60) == 1
     fatal = [line for line in node.output().splitlines() if "[FATAL]" in line]
     assert len(fatal) == 1 and str(model) in fatal[0], node.output()
     assert "Traceback" not in node.output()
 
 
-def test_silent_camera_goes_stale_while_the_other_continues_and_stopped_sensors_become_null(tiny_blip_dir):
+def test_silent_camera_goes_stale_while_the_other_continues_and_stopped_sensors_become_null(caption_model):
     import rclpy
 
     rclpy.init()
-    node = NodeProcess("-p", f"model:={tiny_blip_dir}", "-p", "cameras:=[front,left]", "-p", "max_new_tokens:=4",
+    node = NodeProcess(*caption_model.node_args, "-p", "cameras:=[front,left]", "-p", "max_new_tokens:=4",
                        "-p", "stale_timeout_s:=1.5", "-p", "radar_topic:=''")
     probe = Probe("faults_probe")
     try:
