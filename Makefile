@@ -26,7 +26,7 @@ export ROS_HOME ?= $(CURDIR)/runs/ros_home
 export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: demo test test-jazzy test-humble-python test-vehicles lint java venv bench clean
+.PHONY: demo test test-fast test-jazzy test-humble-python test-vehicles lint java venv bench clean
 
 venv: $(VENV)/.installed
 
@@ -86,6 +86,11 @@ lint: venv
 
 test: venv java lint
 	$(PY) -m pytest
+
+# The edit-test loop (a few minutes on 2 cores): unit tests and the small integration tests, real rclpy included;
+# the runs of whole processes, trainings and node scenarios are marked `slow` and left to `make test`.
+test-fast: venv java
+	$(PY) -m pytest -m "not slow"
 
 bench: venv
 	$(PY) bench/parse_labels.py

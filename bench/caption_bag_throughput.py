@@ -20,8 +20,8 @@ import torch
 from blip_caption_ros.backends import CaptionerConfig, load_captioner
 from blip_caption_ros.caption_bag import caption_bag
 from blip_train.captions import caption_vocabulary
+from blip_train.drives.synthetic_drive import DriveConfig, write_drive
 from blip_train.modeling import BLIP_BASE, TINY, build_blip
-from blip_train.synthetic_drive import DriveConfig, write_drive
 
 
 def measure(name: str, arch, drive: Path, root: Path, max_new_tokens: int) -> float:

@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the report here")
     args = parser.parse_args(argv)
 
-    from blip_train.synthetic import generate_dataset
+    from blip_train.datasets.synthetic import generate_dataset
 
     work = args.work or Path(tempfile.mkdtemp(prefix="crash_resume_"))
     work.mkdir(parents=True, exist_ok=True)

@@ -30,9 +30,9 @@ from pathlib import Path
 
 from blip_caption_ros.backends import CaptionerConfig
 from blip_train.captions import caption_vocabulary
-from blip_train.fleet import caption_fleet, plan_drives, start_ray
+from blip_train.drives.fleet import caption_fleet, plan_drives, start_ray
+from blip_train.drives.synthetic_drive import DriveConfig, write_drive
 from blip_train.modeling import TINY, build_blip
-from blip_train.synthetic_drive import DriveConfig, write_drive
 
 
 def ray_run(drives, model: Path, out: Path, workers: int, rate: float) -> dict:

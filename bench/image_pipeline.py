@@ -1,6 +1,6 @@
 """Image pipeline benchmark: 1280x720 JPEG -> 384x384 model input, per core, against the processor's PIL path.
 
-Frames are drawn by blip_train.synthetic (the training data generator) and written as JPEG at quality 90, like
+Frames are drawn by blip_train.datasets.synthetic (the training data generator) and written as JPEG at quality 90, like
 BDD100K stills. Timed, each over the same files (warm page cache: decode cost only, no disk):
 
   processor  PIL open + BlipImageProcessor (PIL backend: resize bicubic, rescale, normalise) -> pixel_values;
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from blip_train.data import CaptionCollator, CaptionDataset, ImageSet, ImageSpec, prepare_images, read_image
-from blip_train.synthetic import generate_dataset
+from blip_train.datasets.synthetic import generate_dataset
 
 MEAN, STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)  # BLIP's (CLIP's) values
 

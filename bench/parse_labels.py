@@ -31,11 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
-from blip_train.bdd100k import DET20_CATEGORIES, load_frames
-from blip_train.bddx import MAX_SEGMENTS, load_bddx, still_sentences
 from blip_train.captions import caption_frame
-from blip_train.cityscapes import LABEL_TO_CATEGORY, STUFF_LABELS, load_cityscapes
-from blip_train.synthetic import DRAWN_SCENES, DRAWN_TIMES_OF_DAY, DRAWN_WEATHERS
+from blip_train.datasets.bdd100k import load_frames
+from blip_train.datasets.bddx import MAX_SEGMENTS, load_bddx, still_sentences
+from blip_train.datasets.cityscapes import LABEL_TO_CATEGORY, STUFF_LABELS, load_cityscapes
+from blip_train.datasets.records import DET20_CATEGORIES
+from blip_train.datasets.synthetic import DRAWN_SCENES, DRAWN_TIMES_OF_DAY, DRAWN_WEATHERS
 
 LIGHT = ("NA", "G", "Y", "R")
 #: Approximate box counts per category in BDD100K's train labels (BDD100K paper, Fig. 4; det_20 is within a few %):

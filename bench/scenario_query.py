@@ -23,27 +23,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from blip_train.bdd100k import DET20_CATEGORIES, Box, FrameRecord
 from blip_train.captions import caption_frame
-from blip_train.scenario_index import COLUMNS, TABLE, caption_row, connect, insert_rows
-from blip_train.scenario_search import build_filter, build_parser, search
-from blip_train.synthetic import DRAWN_SCENES, DRAWN_TIMES_OF_DAY, DRAWN_WEATHERS
+from blip_train.datasets.synthetic import random_record
+from blip_train.drives.scenario_index import COLUMNS, TABLE, caption_row, connect, insert_rows
+from blip_train.drives.scenario_search import build_filter, build_parser, search
 
 QUERY = ["--weather", "rainy", "--timeofday", "night", "--object", "pedestrian:left", "--lidar-within", "10",
          "--text", "pedestrian"]
 FRAMES_PER_DRIVE = 400
-
-
-def random_frame(rng: random.Random, index: int) -> FrameRecord:
-    boxes = []
-    for _ in range(rng.randint(0, 6)):
-        category = rng.choice(DET20_CATEGORIES)
-        size = rng.choice((40, 90, 200, 380))
-        x = rng.uniform(0, 1280 - size)
-        colour = rng.choice(("red", "yellow", "green", None)) if category == "traffic light" else None
-        boxes.append(Box(category, x, 300, x + size, 300 + size * 0.8, False, False, colour))
-    return FrameRecord(f"{index}.jpg", rng.choice(DRAWN_WEATHERS), rng.choice(DRAWN_SCENES),
-                       rng.choice(DRAWN_TIMES_OF_DAY), tuple(boxes))
 
 
 def build_index(db: Path, rows: int, templates: int, seed: int = 0) -> float:
@@ -54,7 +41,7 @@ def build_index(db: Path, rows: int, templates: int, seed: int = 0) -> float:
     record = {"stamp": {"sec": 0, "nanosec": 0}, "camera": "front", "lidar": None, "radar": None,
               "backend": "torch", "model": "bench"}
     # The distinct captions, parsed exactly as caption-index parses them, then repeated over the drives in SQL.
-    parsed = (caption_row({**record, "caption": caption_frame(random_frame(rng, i))}, drive="t", bag="t",
+    parsed = (caption_row({**record, "caption": caption_frame(random_record(rng, f"{i}.jpg"))}, drive="t", bag="t",
                           start_ns=0, duration_s=1.0, frame_index=i) for i in range(templates))
     insert_rows(connection, parsed)
     connection.execute(f"CREATE TABLE templates AS SELECT row_number() OVER () - 1 AS id, * FROM {TABLE}")

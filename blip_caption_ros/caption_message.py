@@ -48,34 +48,26 @@ def lidar_record(match: Stamped[LidarSummary] | None, image_stamp_ns: int) -> di
     if match is None:
         return None
     summary = match.value
-    return {
-        "stamp": stamp_dict(match.stamp_ns),
-        "frame_id": summary.frame_id,
-        "offset_ms": _ms(match.stamp_ns - image_stamp_ns),
-        "points": summary.points,
-        "nearest_m": _round(summary.nearest_m),
-        "sector": {
-            "min_deg": summary.sector_min_deg,
-            "max_deg": summary.sector_max_deg,
-            "points": summary.sector_points,
-            "nearest_m": _round(summary.sector_nearest_m),
-        },
-    }
+    return _sensor_record(match, image_stamp_ns, points=summary.points, nearest_m=_round(summary.nearest_m), sector={
+        "min_deg": summary.sector_min_deg,
+        "max_deg": summary.sector_max_deg,
+        "points": summary.sector_points,
+        "nearest_m": _round(summary.sector_nearest_m),
+    })
 
 
 def radar_record(match: Stamped[RadarSummary] | None, image_stamp_ns: int) -> dict | None:
     if match is None:
         return None
     summary = match.value
-    return {
-        "stamp": stamp_dict(match.stamp_ns),
-        "frame_id": summary.frame_id,
-        "offset_ms": _ms(match.stamp_ns - image_stamp_ns),
-        "targets": summary.targets,
-        "nearest_m": _round(summary.nearest_m),
-        "closing_speed_mps": _round(summary.closing_speed_mps),
-        "rcs_dbsm": _round(summary.rcs_dbsm),
-    }
+    return _sensor_record(match, image_stamp_ns, targets=summary.targets, nearest_m=_round(summary.nearest_m),
+                          closing_speed_mps=_round(summary.closing_speed_mps), rcs_dbsm=_round(summary.rcs_dbsm))
+
+
+def _sensor_record(match: Stamped, image_stamp_ns: int, **figures) -> dict:
+    """What every sensor entry starts with (its stamp, frame and offset from the image), then its own figures."""
+    return {"stamp": stamp_dict(match.stamp_ns), "frame_id": match.value.frame_id,
+            "offset_ms": _ms(match.stamp_ns - image_stamp_ns), **figures}
 
 
 def caption_record(

@@ -1,15 +1,11 @@
-"""Size limits for untrusted inputs: label files, CSVs, info JSON, bag messages and images.
+"""Size limits for untrusted inputs: bag messages and images (the dataset files' limits are in
+blip_train.datasets.records, on the same `Limit`).
 
-Dataset files and bags come from elsewhere and are parsed in full, so each reader refuses input far beyond anything
+Bags come from elsewhere and are parsed in full, so each reader refuses input far beyond anything
 real before it allocates for it, with an error that names the file, the size and the variable that raises the limit.
 Every default is a generous multiple of the largest real input; set the environment variable to change one
 (a plain integer, read when the check runs).
 
-    BLIP_MAX_LABEL_FILE_BYTES   BDD100K label JSON (2018 train, the largest, is ~1.1 GB)      default 4 GiB
-    BLIP_MAX_CITYSCAPES_BYTES   one Cityscapes gtFine polygon JSON (real ones < 1 MB)        default 32 MiB
-    BLIP_MAX_INFO_BYTES         one BDD100K GPS/IMU info JSON (real ones < 1 MB)             default 64 MiB
-    BLIP_MAX_CSV_BYTES          a BDD-X annotation CSV (the release is ~4 MB)                default 256 MiB
-    BLIP_MAX_CSV_FIELD_CHARS    one CSV field (a BDD-X sentence is < 300 characters)         default 4096
     BLIP_MAX_BAG_MESSAGE_BYTES  one serialised bag message (a 4K rgb8 frame is 25 MB)        default 256 MiB
     BLIP_MAX_IMAGE_PIXELS       width x height of a camera image, checked before decoding    default 64 Mpx
 """
@@ -50,11 +46,6 @@ class Limit:
                                      f"(set {self.env} to raise it)")
 
 
-LABEL_FILE_BYTES = Limit("BLIP_MAX_LABEL_FILE_BYTES", 4 << 30)
-CITYSCAPES_FILE_BYTES = Limit("BLIP_MAX_CITYSCAPES_BYTES", 32 << 20)
-INFO_FILE_BYTES = Limit("BLIP_MAX_INFO_BYTES", 64 << 20)
-CSV_FILE_BYTES = Limit("BLIP_MAX_CSV_BYTES", 256 << 20)
-CSV_FIELD_CHARS = Limit("BLIP_MAX_CSV_FIELD_CHARS", 4096, "characters")
 BAG_MESSAGE_BYTES = Limit("BLIP_MAX_BAG_MESSAGE_BYTES", 256 << 20)
 IMAGE_PIXELS = Limit("BLIP_MAX_IMAGE_PIXELS", 64_000_000, "pixels")
 

@@ -42,13 +42,13 @@ from visualization_msgs.msg import Marker
 from .backends import ModelLoadError, load_captioner
 from .backends.caption_settings import CaptionSettingsError, model_caption_settings
 from .caption_message import stamp_ns
-from .caption_node import StartInterrupted
 from .diagnostics import DiagnosticsReporter
 from .frame_slots import Frame, FrameSlots
 from .imaging import compressed_to_rgb, image_to_rgb
 from .overlay import draw_caption
 from .params import NodeParams, ParameterError
 from .sensors import CloudError, summarize_lidar, summarize_radar
+from .shutdown import StartInterrupted
 from .stats import SensorStats
 from .sync import SensorBuffer
 from .worker import CaptionResult, CaptionWorker
@@ -224,7 +224,7 @@ class CaptionNode(Node):
 def run(stop, args=None) -> int:
     """Run caption_node until `stop.requested` (SIGINT/SIGTERM: 0), a startup error or a dead worker (1).
 
-    `stop` is caption_node.StopRequest, installed before this module (rclpy, torch) was imported; the entry point
+    `stop` is shutdown.StopRequest, installed before this module (rclpy, torch) was imported; the entry point
     ends the process with the exit code returned here.
     """
     node = None

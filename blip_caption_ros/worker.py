@@ -25,9 +25,8 @@ from .caption_message import Latency, caption_record
 from .frame_slots import Frame, FrameSlots
 from .imaging import ImageConversionError
 from .sensors import LidarSummary, RadarSummary
+from .shutdown import WORKER_THREAD
 from .sync import SensorBuffer
-
-WORKER_THREAD = "caption_worker"
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 
-from blip_train.bdd100k import ATTRIBUTE_VALUES, FrameRecord
+from blip_train.datasets.records import ATTRIBUTE_VALUES, FrameRecord
 
 
 def parse_only(text: str | None) -> dict[str, frozenset[str]]:

@@ -14,8 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from blip_train.bdd100k import UNDEFINED
 from blip_train.captions import group_boxes
+from blip_train.datasets.records import UNDEFINED
 
 AMBIGUOUS = "ambiguous"
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from blip_train.bdd100k import FrameRecord
 from blip_train.config import DataConfig
 from blip_train.data import CaptionSplit, EpochSampler, WeightedEpochSampler
+from blip_train.datasets.records import FrameRecord
 
 BALANCE_KEYS = ("weather", "timeofday", "scene")
 

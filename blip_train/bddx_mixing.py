@@ -16,10 +16,10 @@ from pathlib import Path
 import cv2
 
 from blip_train.attribute_filter import matches_only
-from blip_train.bdd100k import FrameRecord
-from blip_train.bddx import BddxFormatError, BddxVideo, load_bddx, read_video_frames, still_sentences
 from blip_train.config import DataConfig
 from blip_train.data import CaptionSplit, DataError, ImageRows, default_cache_dir, prepare_images
+from blip_train.datasets.bddx import BddxFormatError, BddxVideo, load_bddx, read_video_frames, still_sentences
+from blip_train.datasets.records import FrameRecord
 
 VIDEO_SUFFIXES = (".mov", ".mp4")
 

@@ -39,7 +39,8 @@ import random
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 
-from blip_train.bdd100k import (
+from blip_train.datasets.bdd100k import load_frames
+from blip_train.datasets.records import (
     DET20_CATEGORIES,
     IMAGE_HEIGHT,
     IMAGE_WIDTH,
@@ -47,7 +48,6 @@ from blip_train.bdd100k import (
     Box,
     FrameRecord,
     LabelFormatError,
-    load_frames,
 )
 
 NEAR_FRACTION = 0.15

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from blip_caption_ros.backends.caption_settings import write_prompt
+from blip_caption_ros.backends.caption_settings import PROMPT_FILE
 
 TRAINER_STATE = "trainer_state.json"
 TRAINING_CONFIG = "training_config.yaml"
@@ -71,6 +71,13 @@ class TrainerState:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
 
+
+
+def write_prompt(directory: str | os.PathLike, prompt: str) -> Path:
+    """Record the prompt a model was trained with beside its weights (caption_settings reads it on the vehicle)."""
+    path = Path(directory) / PROMPT_FILE
+    path.write_text(json.dumps({"prompt": prompt}) + "\n", encoding="utf-8")
+    return path
 
 def quiet_transformers() -> None:
     """Command-line runs show their own progress; transformers' per-save and per-load bars only add noise."""

@@ -26,11 +26,11 @@ import torch
 from tqdm import tqdm
 
 from blip_train.attributes import ATTRIBUTE_KEYS
-from blip_train.bdd100k import UNDEFINED
 from blip_train.checkpoint import CheckpointError, load_blip, quiet_transformers
 from blip_train.config import TrainingConfig
 from blip_train.data import CaptionSplit, DataError
 from blip_train.dataclass_args import ConfigError, parse_config
+from blip_train.datasets.records import UNDEFINED
 from blip_train.eval import EDGE_VALUES, evaluate_model, model_image_spec, write_scores
 from blip_train.report import read_log
 from blip_train.splits import load_val_split

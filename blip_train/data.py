@@ -29,10 +29,11 @@ import torch
 
 from blip_caption_ros.backends.pixels import ImageSpec, resize_rgb
 from blip_caption_ros.progress import progress_bar
-from blip_train import cityscapes
 from blip_train.attribute_filter import describe_only, matches_only
-from blip_train.bdd100k import FrameRecord, LabelFormatError, LoadReport, find_label_file, image_path, load_frames
 from blip_train.captions import caption_frame
+from blip_train.datasets import cityscapes
+from blip_train.datasets.bdd100k import find_label_file, image_path, load_frames
+from blip_train.datasets.records import FrameRecord, LabelFormatError, LoadReport
 
 CACHE_VERSION = 2
 

@@ -9,10 +9,10 @@ OUT/eval (metrics.json, captions, report/index.html + captions.png + loss.png). 
 3. evaluates the best checkpoint against the untrained model on held-out frames with the real blip-eval code,
 4. writes the before/after report and checks the pass bar: time-of-day accuracy >= 0.9 and weather >= 0.75, each at
    least 40 points above always answering the most common value. Exit status 1 when the bar is missed.
-5. records a synthetic drive (camera + LiDAR + radar + GPS/IMU, blip_train.synthetic_drive) and captions it with the
-   trained model through `caption-bag` (the node's runtime and time matching), writing OUT/drive_captioned, an MCAP
-   to open in Foxglove; it reads the captions back with the mcap ROS 2 decoder and says how many state the drive's
-   weather and time of day.
+5. records a synthetic drive (camera + LiDAR + radar + GPS/IMU, blip_train.drives.synthetic_drive) and captions it
+   with the trained model through `caption-bag` (the node's runtime and time matching), writing OUT/drive_captioned,
+   an MCAP to open in Foxglove; it reads the captions back with the mcap ROS 2 decoder and says how many state the
+   drive's weather and time of day.
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ from blip_train.checkpoint import CheckpointError, quiet_transformers
 from blip_train.config import EvalSettings, ScoringConfig, TrainingConfig
 from blip_train.data import DataError
 from blip_train.dataclass_args import ConfigError, config_from_dict, load_recipe
+from blip_train.datasets.synthetic import generate_dataset
+from blip_train.drives.synthetic_drive import DriveConfig, write_drive
 from blip_train.eval import format_summary
 from blip_train.eval import run as run_eval
-from blip_train.synthetic import generate_dataset
-from blip_train.synthetic_drive import DriveConfig, write_drive
 from blip_train.train import train
 
 #: config/train/demo.yaml, in code so an installed package needs no file from the source tree.
@@ -163,7 +163,8 @@ def _fields_by_section() -> dict[str, set[str]]:
     return {f.name: {g.name for g in dataclasses.fields(f.default_factory)} for f in dataclasses.fields(TrainingConfig)}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, DriveConfig]:
+    """The demo's flags (with --quick applied) and the drive it captions at the end."""
     parser = argparse.ArgumentParser(prog="blip-demo", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", default="runs/demo", help="output directory (dataset, run, report)")
@@ -194,6 +195,78 @@ def main(argv: Sequence[str] | None = None) -> int:
                             timeofday=args.drive_timeofday, seed=args.seed)
     except ValueError as exc:
         parser.error(str(exc))
+    return args, drive
+
+
+@dataclasses.dataclass
+class DemoRun:
+    """What the demo's steps produced, with the time each step ended (perf_counter seconds)."""
+
+    started: float
+    checkpoint: Path | None = None
+    evaluation: dict | None = None
+    drive_bag: Path | None = None
+    drive_records: list[dict] = dataclasses.field(default_factory=list)
+    step_ends: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+def run_pipeline(args: argparse.Namespace, drive: DriveConfig, say) -> DemoRun:
+    """Data, training, held-out evaluation with the before/after report, and the captioned drive."""
+    out = Path(args.out)
+    run = DemoRun(started=time.perf_counter())
+    data_root = out / "data"
+    ensure_dataset(data_root, {"train": args.train_frames, "minival": args.minival_frames,
+                               "val": args.val_frames}, args.seed, say)
+    run.step_ends["data"] = time.perf_counter()
+    recipe = load_recipe(args.config) if args.config else None
+    overrides = {"epochs": args.epochs} if args.epochs else {}
+    if args.quick:
+        overrides.update(arch="tiny", batch_size=8, max_new_tokens=12, eval_every=None, progress=False)
+    config = build_demo_config(out, data_root, recipe, **overrides)
+    result = train(config)
+    run.step_ends["training"] = time.perf_counter()
+    say(f"training: {result.state.global_step} steps in {result.seconds:.0f} s; "
+        f"best validation CIDEr {result.state.best_metric:.3f} at step {result.state.best_step}")
+    run.checkpoint = result.best or result.last
+    settings = EvalSettings(
+        eval=ScoringConfig(checkpoint=str(run.checkpoint), baseline=str(out / "init"), out=str(out / "eval"),
+                           train_log=str(result.log_file)),
+        data=dataclasses.replace(config.data, val_split="val"), generation=config.generation)
+    run.evaluation = run_eval(settings, explicit={"val_split"}, progress=True)
+    run.step_ends["evaluation and report"] = time.perf_counter()
+    if args.drive_seconds > 0:
+        run.drive_bag, run.drive_records = caption_drive(out, run.checkpoint, drive, say)
+    run.step_ends["drive"] = time.perf_counter()
+    return run
+
+
+def print_results(run: DemoRun, drive: DriveConfig) -> None:
+    """The held-out scores before and after training, the drive's captions, the time of each step and the outputs."""
+    evaluation = run.evaluation
+    metrics, baseline = evaluation["metrics"], evaluation["baseline"]
+    print()
+    print(f"Held-out evaluation: {metrics['frames']} frames, the trained model vs the same model untrained")
+    print(format_summary(metrics, baseline))
+    print()
+    if run.drive_bag is not None:
+        print(f"Captioned drive ({drive.weather}, {drive.timeofday}): {len(run.drive_records)} captions at 1 Hz")
+        print("\n".join(summarize_drive(run.drive_records, drive)))
+        print()
+    ends = [run.started, *run.step_ends.values()]
+    steps = ", ".join(f"{name} {end - start:.0f} s"
+                      for name, start, end in zip(run.step_ends, ends[:-1], ends[1:], strict=True))
+    print(f"time: {ends[-1] - run.started:.0f} s in all ({steps})")
+    print(f"report:  {evaluation['report']['html']}")
+    print(f"         {evaluation['report']['grid']}")
+    print(f"metrics: {evaluation['metrics_file']}")
+    print(f"model:   {run.checkpoint}")
+    if run.drive_bag is not None:
+        (mcap_file,) = sorted(run.drive_bag.glob("*.mcap"))[:1] or (run.drive_bag,)
+        print(f"drive:   {mcap_file}  (open in Foxglove with config/foxglove_layout.json)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, drive = parse_args(argv)
     threads = args.threads or (None if "OMP_NUM_THREADS" in os.environ else free_cores())
     if threads:
         torch.set_num_threads(threads)
@@ -202,62 +275,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     def say(text: str) -> None:
         print(text, flush=True)
 
-    out = Path(args.out)
-    say(f"blip-demo: {torch.get_num_threads()} torch thread(s), output in {out}")
-    started = time.perf_counter()
+    say(f"blip-demo: {torch.get_num_threads()} torch thread(s), output in {args.out}")
     try:
-        data_root = out / "data"
-        ensure_dataset(data_root, {"train": args.train_frames, "minival": args.minival_frames,
-                                   "val": args.val_frames}, args.seed, say)
-        drawn = time.perf_counter()
-        recipe = load_recipe(args.config) if args.config else None
-        overrides = {"epochs": args.epochs} if args.epochs else {}
-        if args.quick:
-            overrides.update(arch="tiny", batch_size=8, max_new_tokens=12, eval_every=None, progress=False)
-        config = build_demo_config(out, data_root, recipe, **overrides)
-        result = train(config)
-        trained = time.perf_counter()
-        say(f"training: {result.state.global_step} steps in {result.seconds:.0f} s; "
-            f"best validation CIDEr {result.state.best_metric:.3f} at step {result.state.best_step}")
-        checkpoint = result.best or result.last
-        settings = EvalSettings(
-            eval=ScoringConfig(checkpoint=str(checkpoint), baseline=str(out / "init"), out=str(out / "eval"),
-                            train_log=str(result.log_file)),
-            data=dataclasses.replace(config.data, val_split="val"), generation=config.generation)
-        evaluation = run_eval(settings, explicit={"val_split"}, progress=True)
-        evaluated = time.perf_counter()
-        drive_bag, drive_records = None, []
-        if args.drive_seconds > 0:
-            drive_bag, drive_records = caption_drive(out, checkpoint, drive, say)
+        run = run_pipeline(args, drive, say)
     except (ConfigError, DataError, CheckpointError, ModelLoadError, BagError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    metrics, baseline = evaluation["metrics"], evaluation["baseline"]
-    finished = time.perf_counter()
-    print()
-    print(f"Held-out evaluation: {metrics['frames']} frames, the trained model vs the same model untrained")
-    print(format_summary(metrics, baseline))
-    print()
-    if drive_bag is not None:
-        print(f"Captioned drive ({drive.weather}, {drive.timeofday}): {len(drive_records)} captions at 1 Hz")
-        print("\n".join(summarize_drive(drive_records, drive)))
-        print()
-    print(f"time: {finished - started:.0f} s in all (data {drawn - started:.0f} s, training {trained - drawn:.0f} s, "
-          f"evaluation and report {evaluated - trained:.0f} s, drive {finished - evaluated:.0f} s)")
-    print(f"report:  {evaluation['report']['html']}")
-    print(f"         {evaluation['report']['grid']}")
-    print(f"metrics: {evaluation['metrics_file']}")
-    print(f"model:   {checkpoint}")
-    if drive_bag is not None:
-        (mcap_file,) = sorted(drive_bag.glob("*.mcap"))[:1] or (drive_bag,)
-        print(f"drive:   {mcap_file}  (open in Foxglove with config/foxglove_layout.json)")
-    failures = check_pass_bar(metrics)
+    print_results(run, drive)
+    failures = check_pass_bar(run.evaluation["metrics"])
     if failures:
         print("FAIL: " + "; ".join(failures))
         return 0 if args.no_check else 1
     print("PASS: time of day >= 0.90 and weather >= 0.75, each 40+ points above the majority class")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -18,7 +18,8 @@ import cv2
 import numpy as np
 
 from blip_train.attributes import ATTRIBUTE_KEYS, detect_attribute, labelled_categories, mentioned_categories
-from blip_train.bdd100k import UNDEFINED, image_path
+from blip_train.datasets.bdd100k import image_path
+from blip_train.datasets.records import UNDEFINED
 
 BEFORE_COLOR = "#c0392b"
 AFTER_COLOR = "#1e7b4f"
@@ -149,6 +150,12 @@ def plot_loss(records: Sequence[dict], out_file: Path) -> Path | None:
     return out_file
 
 
+#: Contact-sheet geometry, in inches and points: a card is a frame with its three caption blocks beside it.
+CARD_WIDTH, IMAGE_WIDTH, SHEET_MARGIN = 9.4, 3.6, 0.25
+IMAGE_HEIGHT = IMAGE_WIDTH * 9 / 16
+WRAP_CHARS, LINE_INCHES, CAPTION_POINTS, MAX_CAPTION_LINES = 74, 0.16, 8.5, 5
+
+
 def plot_grid(split, indices: Sequence[int], after: Sequence[str], before: Sequence[str], after_metrics: dict,
               before_metrics: dict, names: tuple[str, str], out_file: Path, columns: int = 2) -> Path:
     """Frames with their reference, base and fine-tuned captions, and the metric table underneath.
@@ -160,28 +167,13 @@ def plot_grid(split, indices: Sequence[int], after: Sequence[str], before: Seque
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    card_width, image_width, margin = 9.4, 3.6, 0.25
-    wrap, line, font = 74, 0.16, 8.5  # characters per line, inches per line, points
-    image_height = image_width * 9 / 16
-    blocks = []
-    for index in indices:
-        texts = [("reference", split.captions[index], REFERENCE_COLOR),
-                 (f"before · {names[1]}", before[index], BEFORE_COLOR),
-                 (f"after · {names[0]}", after[index], AFTER_COLOR)]
-        wrapped = []
-        for label, text, color in texts:
-            lines = textwrap.wrap(text or "(empty caption)", wrap)
-            if len(lines) > 5:
-                lines = lines[:5]
-                lines[-1] = lines[-1][:wrap - 1] + "…"
-            wrapped.append((label, lines, color))
-        blocks.append(wrapped)
+    blocks = [_caption_block(split.captions[index], before[index], after[index], names) for index in indices]
     rows = [blocks[i:i + columns] for i in range(0, len(blocks), columns)]
-    row_heights = [max(image_height + 0.3, *(sum(1.45 + len(lines) for _, lines, _ in block) * line + 0.2
+    row_heights = [max(IMAGE_HEIGHT + 0.3, *(sum(1.45 + len(lines) for _, lines, _ in block) * LINE_INCHES + 0.2
                                               for block in row)) for row in rows]
     table_rows = _metric_rows(after_metrics, before_metrics)
     title_height, table_height = 0.7, 0.26 * (len(table_rows) + 1) + 0.5
-    width, height = card_width * columns + 2 * margin, title_height + sum(row_heights) + table_height
+    width, height = CARD_WIDTH * columns + 2 * SHEET_MARGIN, title_height + sum(row_heights) + table_height
     fig = plt.figure(figsize=(width, height), dpi=100)
 
     def at(x: float, y: float) -> tuple[float, float]:  # inches from the top-left corner -> figure fraction
@@ -190,24 +182,50 @@ def plot_grid(split, indices: Sequence[int], after: Sequence[str], before: Seque
     fig.text(*at(width / 2, 0.38), f"Captions before ({names[1]}) and after ({names[0]}) fine-tuning",
              ha="center", va="center", fontsize=15, fontweight="bold", color="#222")
     top = title_height
-    for row, row_height in zip(rows, row_heights, strict=True):
+    for row_number, (row, row_height) in enumerate(zip(rows, row_heights, strict=True)):
         for column, block in enumerate(row):
-            left = margin + column * card_width
-            index = indices[rows.index(row) * columns + column]
-            frame = split.frames[index]
-            x0, y0 = at(left, top + 0.25 + image_height)
-            ax = fig.add_axes((x0, y0, image_width / width, image_height / height))
-            ax.imshow(_thumbnail(image_path(split.root, split.split, frame.name)))
-            ax.set_axis_off()
-            fig.text(*at(left, top + 0.12), f"{frame.timeofday} · {frame.weather} · {frame.scene}", fontsize=8.5,
-                     color="#666", va="center")
-            x, y = left + image_width + 0.2, top + 0.1
-            for label, lines, color in block:
-                fig.text(*at(x, y), label, fontsize=8, fontweight="bold", color=color, va="top")
-                y += line * 1.05
-                fig.text(*at(x, y), "\n".join(lines), fontsize=font, color="#222", va="top", linespacing=1.32)
-                y += line * (len(lines) + 0.4)
+            frame = split.frames[indices[row_number * columns + column]]
+            _draw_card(fig, at, (width, height), split, frame, block, SHEET_MARGIN + column * CARD_WIDTH, top)
         top += row_height
+    _draw_metric_table(fig, table_rows, names, height, table_height)
+    fig.savefig(out_file)
+    plt.close(fig)
+    return out_file
+
+
+def _caption_block(reference: str, before: str, after: str, names: tuple[str, str]) -> list[tuple[str, list, str]]:
+    """(label, wrapped lines, colour) for the reference, base and fine-tuned captions of one frame; long ones cut."""
+    block = []
+    for label, text, color in (("reference", reference, REFERENCE_COLOR),
+                               (f"before · {names[1]}", before, BEFORE_COLOR),
+                               (f"after · {names[0]}", after, AFTER_COLOR)):
+        lines = textwrap.wrap(text or "(empty caption)", WRAP_CHARS)
+        if len(lines) > MAX_CAPTION_LINES:
+            lines = lines[:MAX_CAPTION_LINES]
+            lines[-1] = lines[-1][:WRAP_CHARS - 1] + "…"
+        block.append((label, lines, color))
+    return block
+
+
+def _draw_card(fig, at, size: tuple[float, float], split, frame, block, left: float, top: float) -> None:
+    """One frame's thumbnail, its attributes and its caption block, with the card's top-left corner at (left, top)."""
+    width, height = size
+    x0, y0 = at(left, top + 0.25 + IMAGE_HEIGHT)
+    ax = fig.add_axes((x0, y0, IMAGE_WIDTH / width, IMAGE_HEIGHT / height))
+    ax.imshow(_thumbnail(image_path(split.root, split.split, frame.name)))
+    ax.set_axis_off()
+    fig.text(*at(left, top + 0.12), f"{frame.timeofday} · {frame.weather} · {frame.scene}", fontsize=8.5,
+             color="#666", va="center")
+    x, y = left + IMAGE_WIDTH + 0.2, top + 0.1
+    for label, lines, color in block:
+        fig.text(*at(x, y), label, fontsize=8, fontweight="bold", color=color, va="top")
+        y += LINE_INCHES * 1.05
+        fig.text(*at(x, y), "\n".join(lines), fontsize=CAPTION_POINTS, color="#222", va="top", linespacing=1.32)
+        y += LINE_INCHES * (len(lines) + 0.4)
+
+
+def _draw_metric_table(fig, table_rows, names: tuple[str, str], height: float, table_height: float) -> None:
+    """The before/after/majority metric table along the bottom of the sheet."""
     ax_table = fig.add_axes((0.18, 0.2 / height, 0.64, (table_height - 0.45) / height))
     ax_table.set_axis_off()
     cells = [[name, _fmt(b), _fmt(a), _fmt(m)] for name, b, a, m in table_rows]
@@ -227,9 +245,6 @@ def plot_grid(split, indices: Sequence[int], after: Sequence[str], before: Seque
             cell.set_text_props(color=BEFORE_COLOR)
         if r and r % 2 == 0:
             cell.set_facecolor("#f6f7f9")
-    fig.savefig(out_file)
-    plt.close(fig)
-    return out_file
 
 
 def _data_uri(image: np.ndarray) -> str:

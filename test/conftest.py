@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from ros_helpers import loopback_ros_environment
+from support import unavailable
 
 loopback_ros_environment("blip_caption_ros_test_home_")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -53,24 +54,17 @@ PREPARED_EXPORT = "BLIP_TEST_EXPORT"
 TORCH = importlib.util.find_spec("torch") is not None
 
 
-def missing(reason: str):
-    """Skip for want of `reason`, or fail in CI (CI=true), where every test must run."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: failing instead of skipping)")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="session")
-def tiny_export_dir(tmp_path_factory, request):
-    """A blip-export directory (fp32 + int8/) of the tiny model: $BLIP_TEST_EXPORT where set, else exported once per
-    session from tiny_blip_dir (needs torch)."""
+def tiny_export(tmp_path_factory, request):
+    """`blip-export` of tiny_blip_dir (fp32 graphs + int8/), made once per session; $BLIP_TEST_EXPORT instead where
+    set (the torch-free environments, which cannot export). Shared: copy it before changing anything in it."""
     prepared = os.environ.get(PREPARED_EXPORT)
     if prepared:
         if not (Path(prepared) / "onnx_manifest.json").is_file():
             pytest.fail(f"{PREPARED_EXPORT}={prepared} is not a blip-export directory")
         return Path(prepared)
     if not TORCH:
-        missing(f"no torch to export the tiny model, and {PREPARED_EXPORT} names no prepared export")
+        unavailable(f"no torch to export the tiny model, and {PREPARED_EXPORT} names no prepared export")
     return export_tiny(request.getfixturevalue("tiny_blip_dir"), tmp_path_factory.mktemp("tiny_export") / "onnx")
 
 
@@ -78,7 +72,7 @@ def export_tiny(checkpoint: Path, out: Path) -> Path:
     """blip-export of the tiny model with its int8 variant (test/tiny_export.py writes the same for CI)."""
     from blip_train.export import ExportOptions, export
 
-    export(ExportOptions(checkpoint=str(checkpoint), out=str(out), samples=2, int8=True))
+    export(ExportOptions(checkpoint=str(checkpoint), out=str(out), samples=3, int8=True))
     return out
 
 
@@ -104,7 +98,26 @@ class CaptionModel:
 def caption_model(request) -> CaptionModel:
     if TORCH and not os.environ.get(PREPARED_EXPORT):
         return CaptionModel(request.getfixturevalue("tiny_blip_dir"), "torch")
-    return CaptionModel(request.getfixturevalue("tiny_export_dir"), "onnxruntime")
+    return CaptionModel(request.getfixturevalue("tiny_export"), "onnxruntime")
+
+
+@pytest.fixture(scope="session")
+def torch_captioner(tiny_blip_dir):
+    """The torch backend on tiny_blip_dir (12 new tokens): the reference the other runtimes must match."""
+    from blip_caption_ros.backends import CaptionerConfig, load_captioner
+
+    return load_captioner(CaptionerConfig(model=str(tiny_blip_dir), max_new_tokens=12))
+
+
+@pytest.fixture(scope="session")
+def drive_bag(tmp_path_factory):
+    """A synthetic 1.5 s drive (160x90 JPEG camera, LiDAR, radar, GPS/IMU, speed) as an MCAP rosbag2, written once.
+    Shared: tests read it, and write anything of their own elsewhere."""
+    from blip_train.drives.synthetic_drive import DriveConfig, write_drive
+
+    path = tmp_path_factory.mktemp("drive") / "drive"
+    write_drive(path, DriveConfig(duration_s=1.5, width=160, height=90))
+    return path
 
 
 # --- fixtures shared by the training-side tests (blip_train) ---
@@ -113,7 +126,7 @@ def caption_model(request) -> CaptionModel:
 @pytest.fixture(scope="session")
 def synthetic_bdd(tmp_path_factory):
     """synthetic_bdd(train, val, seed): a generated BDD100K root with that many frames per split, made once."""
-    from blip_train.synthetic import generate_dataset
+    from blip_train.datasets.synthetic import generate_dataset
 
     made = {}
 
@@ -131,7 +144,7 @@ def synthetic_bdd(tmp_path_factory):
 @pytest.fixture(scope="session")
 def synthetic_cityscapes(tmp_path_factory):
     """synthetic_cityscapes(train, seed): a generated Cityscapes root with a training split, made once."""
-    from blip_train.synthetic import generate_cityscapes
+    from blip_train.datasets.synthetic import generate_cityscapes
 
     made = {}
 

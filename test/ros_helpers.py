@@ -19,8 +19,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from support import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIG_YAML = REPO / "config" / "caption.yaml"
 LARGE_DATA_PROFILE = REPO / "config" / "fastdds_large_data.xml"
 #: Where each frame of a camera went, as /diagnostics reports it (blip_caption_ros.stats.CameraStats.COUNTERS).

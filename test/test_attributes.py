@@ -19,8 +19,9 @@ from blip_train.attributes import (
     score_captions,
     score_objects,
 )
-from blip_train.bdd100k import DET20_CATEGORIES, SCENES, TIMES_OF_DAY, UNDEFINED, WEATHERS, Box, FrameRecord
 from blip_train.captions import caption_frame, distance_of, group_boxes, region_of
+from blip_train.datasets.records import DET20_CATEGORIES, SCENES, TIMES_OF_DAY, UNDEFINED, WEATHERS, Box, FrameRecord
+from blip_train.datasets.synthetic import random_record
 
 
 def box(category: str, x: float = 600, size: float = 120, color: str | None = None) -> Box:
@@ -97,22 +98,11 @@ def test_reference_captions_score_perfectly():
     assert scores["objects"]["recall"] == scores["objects"]["precision"] == 1.0
 
 
-def _random_frame(rng: random.Random, index: int) -> FrameRecord:
-    boxes = []
-    for _ in range(rng.randint(0, 6)):
-        category = rng.choice(DET20_CATEGORIES)
-        size = rng.choice((30, 60, 150, 400))
-        x = rng.uniform(0, 1280 - size)
-        colour = rng.choice(("red", "yellow", "green", None)) if category == "traffic light" else None
-        boxes.append(Box(category, x, 300, x + size, 300 + size * 0.8, False, False, colour))
-    return FrameRecord(f"r{index}.jpg", boxes=tuple(boxes))
-
-
 @pytest.mark.parametrize("seed", range(3))
 def test_object_mentions_read_back_region_distance_and_light_colour(seed):
     rng = random.Random(seed)
     for index in range(150):
-        frame = _random_frame(rng, index)
+        frame = random_record(rng, f"r{index}.jpg", attributes=False)
         caption = caption_frame(frame, seed)
         mentions = object_mentions(caption)
         assert set(mentions) == mentioned_categories(caption), caption

@@ -5,22 +5,21 @@ import subprocess
 import sys
 
 import pytest
-from ros_helpers import REPO, NodeProcess, counters_balance
+from ros_helpers import NodeProcess, counters_balance
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CompressedImage, PointCloud2
 from std_msgs.msg import String
+from support import REPO
 
 from blip_caption_ros import bag_io
 from blip_caption_ros.sensors import summarize_lidar, summarize_radar
-from blip_train.synthetic_drive import DriveConfig, write_drive
 
 pytestmark = pytest.mark.ros
 
 
 @pytest.fixture(scope="module")
-def drive(tmp_path_factory):
-    path = tmp_path_factory.mktemp("replay") / "drive"
-    write_drive(path, DriveConfig(duration_s=1.0, width=160, height=90))
+def drive(drive_bag):
+    path = drive_bag
     with bag_io.BagReader(path) as reader:
         messages = {}
         for m in reader.messages():
@@ -39,8 +38,9 @@ def test_replay_publishes_the_recorded_messages_and_clock(drive, probe):
     clouds = probe.subscribe(PointCloud2, "/lidar/points")
     clock = probe.subscribe(Clock, "/clock")
     replay = start_replay(bag, "--clock", "--rate", "2", "--wait-for", "/front/image/compressed", "/lidar/points")
+    frames, sweeps = len(recorded["/front/image/compressed"]), len(recorded["/lidar/points"])
     try:
-        probe.spin_until(lambda: len(images) == 10 and len(clouds) == 10 and replay.poll() is not None, 60,
+        probe.spin_until(lambda: len(images) == frames and len(clouds) == sweeps and replay.poll() is not None, 60,
                          "the replayed camera frames and LiDAR sweeps")
     finally:
         if replay.poll() is None:
@@ -85,17 +85,27 @@ def test_replay_feeds_the_node_and_captions_match_the_bag(drive, probe, caption_
     lidar = {bag_io.stamp_of(m): m for m in recorded["/lidar/points"]}
     radar = {bag_io.stamp_of(m): m for m in recorded["/radar/points"]}
     image_stamps = {bag_io.stamp_of(m) for m in recorded["/front/image/compressed"]}
+    sensors_seen = 0
     for record in map(json.loads, (c.data for c in captions)):
         stamp = record["stamp"]["sec"] * 10**9 + record["stamp"]["nanosec"]
         assert stamp in image_stamps and record["frame_id"] == "front_camera"
         # Sweeps come 13 ms after each frame (radar 21 ms after, 29 before): the one matched is one of those,
-        # depending on whether it had arrived when the caption was ready, and its figures are that message's.
-        lidar_stamp = stamp + round(record["lidar"]["offset_ms"] * 1e6)
-        assert record["lidar"]["offset_ms"] in (13.0, -87.0) and lidar_stamp in lidar
-        assert record["lidar"]["nearest_m"] == pytest.approx(summarize_lidar(lidar[lidar_stamp]).nearest_m, abs=1e-3)
-        radar_stamp = stamp + round(record["radar"]["offset_ms"] * 1e6)
-        assert record["radar"]["offset_ms"] in (21.0, -29.0) and radar_stamp in radar
-        assert record["radar"]["nearest_m"] == pytest.approx(summarize_radar(radar[radar_stamp]).nearest_m, abs=1e-3)
+        # depending on whether it had arrived when the caption was ready, and its figures are that message's. A sensor
+        # with no message near the frame yet (the first frame on a loaded machine) is null by contract.
+        sensors_seen += _check_matched(record["lidar"], stamp, lidar, (13.0, -87.0), summarize_lidar)
+        sensors_seen += _check_matched(record["radar"], stamp, radar, (21.0, -29.0), summarize_radar)
+    assert sensors_seen >= 1 or len(captions) == 1, "no caption carried a LiDAR or radar summary"
+
+
+def _check_matched(record: dict | None, image_stamp: int, recorded: dict, offsets_ms, summarize) -> int:
+    """1 if `record` (a caption's lidar or radar entry) matches one of the bag's messages at an expected offset,
+    0 if it is null; fails on anything else."""
+    if record is None:
+        return 0
+    sensor_stamp = image_stamp + round(record["offset_ms"] * 1e6)
+    assert record["offset_ms"] in offsets_ms and sensor_stamp in recorded, record
+    assert record["nearest_m"] == pytest.approx(summarize(recorded[sensor_stamp]).nearest_m, abs=1e-3)
+    return 1
 
 
 def test_replay_of_a_missing_bag_is_one_error_line(tmp_path):

@@ -12,9 +12,9 @@ import pytest
 
 from blip_caption_ros import bag_io
 from blip_caption_ros.sensors import summarize_lidar, summarize_radar
-from blip_train.bdd_to_bag import ConversionError, images_to_bag, video_to_bag
-from blip_train.synthetic import generate_dataset
-from blip_train.synthetic_drive import DriveConfig, write_drive
+from blip_train.datasets.synthetic import generate_dataset
+from blip_train.drives.bdd_to_bag import ConversionError, images_to_bag, video_to_bag
+from blip_train.drives.synthetic_drive import DriveConfig, write_drive
 
 STAMP = 1_700_000_123_456_789_000
 
@@ -88,7 +88,7 @@ def test_bags_decode_with_rclpy_and_the_mcap_ros2_reader(tmp_path):
     assert decoded["/gps/fix"].latitude == 37.5
 
 
-def test_missing_truncated_and_foreign_bags_name_the_file(tmp_path):
+def test_missing_truncated_and_foreign_bags_name_the_file(tmp_path, drive_bag):
     with pytest.raises(bag_io.BagError, match="no such bag"):
         bag_io.BagReader(tmp_path / "nothing")
     not_a_bag = tmp_path / "notes"
@@ -96,14 +96,13 @@ def test_missing_truncated_and_foreign_bags_name_the_file(tmp_path):
     (not_a_bag / "readme.txt").write_text("hello")
     with pytest.raises(bag_io.BagError, match=str(not_a_bag)):
         bag_io.BagReader(not_a_bag)
-    write_drive(tmp_path / "drive", DriveConfig(duration_s=1.0, width=64, height=36))
-    (mcap_file,) = (tmp_path / "drive").glob("*.mcap")
+    (mcap_file,) = drive_bag.glob("*.mcap")
     truncated = tmp_path / "truncated.mcap"
     truncated.write_bytes(mcap_file.read_bytes()[: mcap_file.stat().st_size // 2])
     with pytest.raises(bag_io.BagError, match="truncated"), bag_io.BagReader(truncated) as reader:
         list(reader.messages())
     with pytest.raises(bag_io.BagError, match="already exists"):
-        bag_io.BagWriter(tmp_path / "drive")
+        bag_io.BagWriter(drive_bag)
 
 
 def test_synthetic_drive_sensors_agree_with_each_other(tmp_path):
@@ -198,7 +197,7 @@ def test_images_with_labels_to_bag_skips_unreadable_images(tmp_path):
 
 
 def test_bdd_to_bag_cli_errors_without_traceback(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "blip_train.bdd_to_bag", "video", str(tmp_path / "none.mov"),
+    result = subprocess.run([sys.executable, "-m", "blip_train.drives.bdd_to_bag", "video", str(tmp_path / "none.mov"),
                              "--out", str(tmp_path / "bag")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "error:" in result.stderr and "none.mov" in result.stderr
     assert "Traceback" not in result.stderr

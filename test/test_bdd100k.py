@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from blip_train.bdd100k import LabelFormatError, find_label_file, load_frames, parse_frames
+from blip_train.datasets.bdd100k import find_label_file, load_frames, parse_frames
+from blip_train.datasets.records import LabelFormatError
 
 DATA = Path(__file__).parent / "data"
 

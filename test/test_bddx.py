@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from blip_train.bddx import (
+from blip_train.datasets.bddx import (
     BddxFormatError,
     BddxSegment,
     load_bddx,

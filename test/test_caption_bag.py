@@ -11,14 +11,11 @@ from blip_caption_ros import bag_io
 from blip_caption_ros.backends import CaptionerConfig, load_captioner
 from blip_caption_ros.caption_bag import caption_bag, decode_image
 from blip_caption_ros.sensors import summarize_lidar, summarize_radar
-from blip_train.synthetic_drive import DriveConfig, write_drive
 
 
-@pytest.fixture(scope="module")
-def drive(tmp_path_factory):
-    path = tmp_path_factory.mktemp("drive") / "drive"
-    write_drive(path, DriveConfig(duration_s=1.5, width=160, height=90))
-    return path
+@pytest.fixture
+def drive(drive_bag):
+    return drive_bag
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from blip_train.attributes import detect_attribute, mentioned_categories
-from blip_train.bdd100k import Box, FrameRecord, load_frames
 from blip_train.captions import caption_frame, caption_vocabulary, counted, describe_group, number_word
+from blip_train.datasets.bdd100k import load_frames
+from blip_train.datasets.records import Box, FrameRecord
 
 DATA = Path(__file__).parent / "data"
 SEEDS = range(40)

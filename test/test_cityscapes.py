@@ -5,9 +5,9 @@ import json
 import pytest
 
 from blip_train.attributes import detect_attribute, mentioned_categories
-from blip_train.bdd100k import LabelFormatError
 from blip_train.captions import caption_frame
-from blip_train.cityscapes import image_path, load_cityscapes
+from blip_train.datasets.cityscapes import image_path, load_cityscapes
+from blip_train.datasets.records import LabelFormatError
 
 
 def write_frame(root, split, city, frame, objects, width=2048, height=1024):

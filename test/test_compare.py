@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support import REPO
 from training_helpers import tiny_training_flags
 
 from blip_train.compare import main
 from blip_train.config import TrainingConfig
 from blip_train.dataclass_args import config_from_dict
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +36,7 @@ def test_recipes_differ_only_in_the_dataset():
     assert a == b
 
 
+@pytest.mark.slow
 def test_compare_end_to_end(roots, tmp_path, capsys):
     bdd, cs = roots
     out = tmp_path / "compare"

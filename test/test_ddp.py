@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from support import REPO
 from training_helpers import read_log, tiny_args, tiny_config
 
 from blip_train.checkpoint import TrainerState
 from blip_train.train import train
 
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 #: Max abs weight difference allowed between 1 x batch 8 and 2 x batch 4 after 6 AdamW steps at lr 1e-3.

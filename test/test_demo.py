@@ -3,18 +3,32 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import yaml
+from support import REPO
 
 from blip_train.demo import DEMO_RECIPE, check_pass_bar, ensure_dataset, main, read_drive_captions
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_committed_demo_recipe_is_the_one_the_demo_runs():
     assert yaml.safe_load((REPO / "config" / "train" / "demo.yaml").read_text()) == DEMO_RECIPE
+
+
+def test_the_demo_recipe_trains_on_synthetic_data_made_as_the_readme_shows(tmp_path):
+    """README: `blip_train.datasets.synthetic --splits ...`, then blip-train with config/train/demo.yaml on it."""
+    import re
+
+    from blip_train import train
+    from blip_train.datasets import synthetic
+
+    command = next(line for line in (REPO / "README.md").read_text().splitlines()
+                   if "-m blip_train.datasets.synthetic" in line and "--splits" in line)
+    splits = re.search(r"--splits (\S+)", command).group(1)
+    assert synthetic.main(["--out", str(tmp_path / "data"), "--frames", "6", "--splits", splits]) == 0
+    assert train.main(["--config", str(REPO / "config" / "train" / "demo.yaml"), "--data_root", str(tmp_path / "data"),
+                       "--out_dir", str(tmp_path / "run"), "--epochs", "1", "--eval_batch_size", "6"]) == 0
+    assert (tmp_path / "run" / "checkpoints" / "best" / "model.safetensors").is_file()
 
 
 def scores(tod: float, tod_major: float, weather: float, weather_major: float) -> dict:

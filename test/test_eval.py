@@ -27,6 +27,7 @@ def test_simple_tokenizer_matches_ptb_words():
     assert simple_tokenize("Twenty-one cars, all ahead; I can't see.") == "twenty-one cars all ahead i can't see"
 
 
+@pytest.mark.slow
 def test_caption_metrics_rank_good_above_bad():
     good = caption_metrics(REFS, [r[0] for r in REFS])
     bad = caption_metrics(REFS, ["a picture of a cat", "", "snow snow snow"])

@@ -29,17 +29,10 @@ MID_SIZE = BlipArchitecture(vision_layers=2, text_layers=2, vision_intermediate=
                             max_position_embeddings=64)
 
 
-@pytest.fixture(scope="module")
-def tiny_export(tmp_path_factory, tiny_blip_dir):
-    out = tmp_path_factory.mktemp("export") / "onnx"
-    manifest = export(ExportOptions(checkpoint=str(tiny_blip_dir), out=str(out), samples=3, int8=True))
-    return out, manifest
-
-
 def test_export_dir_describes_itself_and_records_parity(tiny_export, tiny_blip_dir):
-    out, manifest = tiny_export
-    on_disk = json.loads((out / ONNX_MANIFEST).read_text())
-    assert on_disk == manifest and manifest["format"] == ONNX_FORMAT and manifest["exact"]
+    out = tiny_export
+    manifest = json.loads((out / ONNX_MANIFEST).read_text())
+    assert manifest["format"] == ONNX_FORMAT and manifest["exact"]
     expected_files = {"vision.onnx", "decoder.onnx", "vocab.txt", "tokenizer_config.json", "config.json"}
     assert expected_files <= set(manifest["files"])
     assert all(sha256_file(out / name) == digest for name, digest in manifest["files"].items())
@@ -96,8 +89,8 @@ def _unhash_split_decoder(replacement):
 def test_a_graph_the_manifest_does_not_hash_is_refused(tiny_export, tmp_path, variant, replacement):
     """The held-out check: decoder.split.onnx's entry removed from "files" and the graph swapped (for another valid
     graph that captions differently, or for decoder.onnx, whose inputs differ) must not load."""
-    out = tiny_export[0] if variant == "fp32" else tiny_export[0] / "int8"
-    other = tiny_export[0] / ("int8" if variant == "fp32" else "") / "decoder.split.onnx"
+    out = tiny_export if variant == "fp32" else tiny_export / "int8"
+    other = tiny_export / ("int8" if variant == "fp32" else "") / "decoder.split.onnx"
     source = other if replacement == "other graph" else None
     copy = _tampered(out, tmp_path, _unhash_split_decoder(
         lambda d: source.read_bytes() if source else (d / "decoder.onnx").read_bytes()))
@@ -114,17 +107,18 @@ def test_processor_files_must_be_listed_and_hashed(tiny_export, tmp_path):
         del manifest["files"]["vocab.txt"]
         manifest["processor_files"].remove("vocab.txt")
 
-    assert "does not hash vocab.txt" in _refusal(_tampered(tiny_export[0], tmp_path / "a", unhash))
+    assert "does not hash vocab.txt" in _refusal(_tampered(tiny_export, tmp_path / "a", unhash))
     assert "does not list vocab.txt among its processor files" in _refusal(
-        _tampered(tiny_export[0], tmp_path / "b", unlist))
+        _tampered(tiny_export, tmp_path / "b", unlist))
 
-    absent = next(name for name in PROCESSOR_FILES if name not in tiny_export[1]["processor_files"])
+    listed = json.loads((tiny_export / ONNX_MANIFEST).read_text())["processor_files"]
+    absent = next(name for name in PROCESSOR_FILES if name not in listed)
 
     def smuggle(manifest, directory):  # a processor file the export never had: transformers would read it
         (directory / absent).write_text("{}")
 
     assert f"does not list {absent} among its processor files" in _refusal(
-        _tampered(tiny_export[0], tmp_path / "c", smuggle))
+        _tampered(tiny_export, tmp_path / "c", smuggle))
 
 
 def test_an_export_of_the_first_manifest_format_still_loads(tiny_export, tmp_path):
@@ -134,19 +128,20 @@ def test_an_export_of_the_first_manifest_format_still_loads(tiny_export, tmp_pat
         manifest["graphs"]["cross_kv_shape"] = manifest.pop("shapes")["cross_kv"]
         del manifest["processor_files"]
 
-    old = _tampered(tiny_export[0], tmp_path, to_format_1)
+    old = _tampered(tiny_export, tmp_path, to_format_1)
     config = dict(backend="onnxruntime", max_new_tokens=10, prompt="a picture of")
     captions = load_captioner(CaptionerConfig(model=str(old), **config)).caption(IMAGES)
-    assert captions == load_captioner(CaptionerConfig(model=str(tiny_export[0]), **config)).caption(IMAGES)
+    assert captions == load_captioner(CaptionerConfig(model=str(tiny_export), **config)).caption(IMAGES)
 
     def unhashed_format_1(manifest, directory):
         to_format_1(manifest, directory)
         del manifest["files"]["decoder.split.onnx"]
         manifest["files"] = file_hashes(directory, manifest["files"])
 
-    assert "does not hash decoder.split.onnx" in _refusal(_tampered(tiny_export[0], tmp_path / "b", unhashed_format_1))
+    assert "does not hash decoder.split.onnx" in _refusal(_tampered(tiny_export, tmp_path / "b", unhashed_format_1))
 
 
+@pytest.mark.slow
 def test_failed_check_is_typed_and_leaves_nothing(tmp_path, tiny_blip_dir):
     out = tmp_path / "onnx"
     with pytest.raises(ParityError, match=r"differs from PyTorch by .* > atol 1e-12"):
@@ -168,7 +163,7 @@ def test_checkpoint_problems_are_export_errors(tmp_path, tiny_blip_dir):
 
 
 def test_cli_reports_one_line_errors(tmp_path, tiny_export, capsys):
-    out, _ = tiny_export
+    out = tiny_export
     assert main(["--checkpoint", str(tmp_path), "--out", str(out)]) == 1
     assert capsys.readouterr().err.strip().count("\n") == 0
     # No TensorRT (or no GPU) here: refused up front, before any export work.
@@ -185,12 +180,14 @@ def test_token_agreement():
     assert token_agreement([[1, 2, 3, 4]], [[1, 9, 3]]) == 0.5
 
 
+@pytest.mark.slow
 def test_mid_size_export_gives_generate_ids(tmp_path):
     """BLIP-base widths and image size (577 tokens x 12 heads x 64), two layers each side."""
     checkpoint = tmp_path / "mid"
     build_blip(WORDS, checkpoint, arch=MID_SIZE)
     manifest = export(ExportOptions(checkpoint=str(checkpoint), out=str(tmp_path / "onnx"), samples=2,
                                     max_new_tokens=12))
+    assert manifest == json.loads((tmp_path / "onnx" / ONNX_MANIFEST).read_text())  # what export returns is on disk
     assert manifest["model"]["image_tokens"] == 577 and manifest["model"]["text_heads"] == 12
     assert all(r["identical"] for r in manifest["parity"]["greedy_ids"].values())
 

@@ -12,15 +12,15 @@ import time
 from pathlib import Path
 
 import pytest
+from support import REPO, require_module
 
-pytest.importorskip("ray")
+require_module("ray")
 
 from blip_caption_ros import bag_io  # noqa: E402
 from blip_caption_ros import caption_bag as caption_bag_cli  # noqa: E402
-from blip_train import fleet  # noqa: E402
-from blip_train.synthetic_drive import DriveConfig, write_drive  # noqa: E402
+from blip_train.drives import fleet  # noqa: E402
+from blip_train.drives.synthetic_drive import DriveConfig, write_drive  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 DURATIONS_S = (4.0, 3.0, 3.0, 2.0, 2.0)
 FLAGS = ["--max-new-tokens", "6", "--rate", "1"]
 
@@ -74,10 +74,11 @@ def _complete(out: Path) -> set[str]:
     return {p.name for p in out.iterdir() if not p.name.endswith(".partial")} if out.exists() else set()
 
 
+@pytest.mark.slow
 def test_a_killed_job_resumes_and_outputs_equal_caption_bag(fleet_drives, tiny_blip_dir, tmp_path, capsys):
     bags, reference = fleet_drives
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "blip_train.fleet", str(bags), "--out", str(out), "--workers", "2",
+    command = [sys.executable, "-m", "blip_train.drives.fleet", str(bags), "--out", str(out), "--workers", "2",
                "--model", str(tiny_blip_dir), *FLAGS]
     job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                            env={**os.environ, "PYTHONPATH": str(REPO)})

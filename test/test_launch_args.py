@@ -7,7 +7,8 @@ import sys
 
 import pytest
 import yaml
-from ros_helpers import CONFIG_YAML, REPO
+from ros_helpers import CONFIG_YAML
+from support import REPO
 
 from blip_caption_ros import launch_args
 from blip_caption_ros.launch_args import LaunchArgumentError

@@ -9,7 +9,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 import yaml
-from ros_helpers import CONFIG_YAML, REPO, NodeProcess, Probe
+from ros_helpers import CONFIG_YAML, NodeProcess, Probe
+from support import REPO
 
 from blip_caption_ros.launch_args import fastdds_profile_env
 from blip_caption_ros.params import NodeParams

@@ -16,10 +16,10 @@ from training_helpers import tiny_training_flags
 
 from blip_train.attribute_filter import parse_only
 from blip_train.balanced_sampling import balance_weights, sampling_weights, training_sampler
-from blip_train.bdd100k import FrameRecord
 from blip_train.config import DataConfig, TrainingConfig
 from blip_train.data import DataError, EpochSampler, WeightedEpochSampler
 from blip_train.dataclass_args import ConfigError, config_from_dict, parse_config
+from blip_train.datasets.records import FrameRecord
 from blip_train.splits import load_splits
 
 SIZE = (32, 32)

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from ros_helpers import REPO
+from support import REPO
 
 pytestmark = pytest.mark.ros
 

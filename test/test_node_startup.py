@@ -47,9 +47,3 @@ def test_a_signal_while_the_node_is_still_importing_or_loading_ends_it_cleanly(c
     code = node.wait(timeout=30)
     assert code == 0, node.output()
     assert "Traceback" not in node.output() and "KeyboardInterrupt" not in node.output(), node.output()
-
-
-def test_the_entry_point_knows_the_worker_threads_name():
-    from blip_caption_ros import caption_node, worker
-
-    assert caption_node.WORKER_THREAD == worker.WORKER_THREAD

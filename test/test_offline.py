@@ -12,6 +12,7 @@ import socket
 
 import pytest
 from safetensors.torch import load_file
+from support import require_module
 from training_helpers import tiny_args
 
 from blip_caption_ros.backends import CaptionerConfig, ModelLoadError, load_captioner
@@ -54,10 +55,11 @@ def test_local_directory_loads_without_any_connection(no_network, tiny_blip_dir)
     assert model.config.vision_config.hidden_size == 32 and processor.tokenizer is not None
     assert load_processor(str(tiny_blip_dir)).tokenizer.vocab_size == processor.tokenizer.vocab_size
     captioner = load_captioner(CaptionerConfig(model=str(tiny_blip_dir), max_new_tokens=3))
-    assert len(captioner.caption([pytest.importorskip("numpy").zeros((32, 32, 3), "uint8")])) == 1
+    assert len(captioner.caption([require_module("numpy").zeros((32, 32, 3), "uint8")])) == 1
     assert no_network == []
 
 
+@pytest.mark.slow
 def test_train_and_eval_on_a_local_model_make_no_connection(no_network, tiny_blip_dir, synthetic_bdd,
                                                             tmp_path):
     from blip_train.eval import main as eval_main

@@ -9,21 +9,13 @@ import pytest
 
 from blip_caption_ros.backends import CaptionerConfig, ModelLoadError, load_captioner
 from blip_caption_ros.backends.engine_manifest import ONNX_MANIFEST, file_hashes
-from blip_train.export import ExportOptions, export
 
 IMAGES = [np.random.default_rng(i).integers(0, 256, (48, 64, 3), dtype=np.uint8) for i in range(3)]
 
 
-@pytest.fixture(scope="module")
-def export_dir(tmp_path_factory, tiny_blip_dir):
-    out = tmp_path_factory.mktemp("onnx_backend") / "onnx"
-    export(ExportOptions(checkpoint=str(tiny_blip_dir), out=str(out), samples=2, int8=True))
-    return out
-
-
-@pytest.fixture(scope="module")
-def torch_captioner(tiny_blip_dir):
-    return load_captioner(CaptionerConfig(model=str(tiny_blip_dir), max_new_tokens=12))
+@pytest.fixture
+def export_dir(tiny_export):
+    return tiny_export
 
 
 @pytest.mark.parametrize("prompt", ["", "a picture of", "city street at night"])

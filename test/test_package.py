@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import REPO
 
-ROOT = Path(__file__).resolve().parents[1]
 COLCON = shutil.which("colcon") or str(Path(sys.executable).with_name("colcon"))
 
 
@@ -17,7 +17,7 @@ def test_colcon_build_installs_node_launch_and_config(tmp_path):
     workspace = tmp_path / "ws"
     (workspace / "src").mkdir(parents=True)
     ignore = shutil.ignore_patterns(".venv", ".git", "runs", "build", "install", "log", "__pycache__", "*.egg-info")
-    shutil.copytree(ROOT, workspace / "src" / "blip_caption_ros", ignore=ignore)
+    shutil.copytree(REPO, workspace / "src" / "blip_caption_ros", ignore=ignore)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     result = subprocess.run([COLCON, "build", "--event-handlers", "console_direct-"], cwd=workspace, env=env,
                             capture_output=True, text=True, timeout=240)

@@ -13,7 +13,7 @@ from blip_caption_ros.backends import CaptionerConfig, load_captioner
 from blip_caption_ros.backends.caption_settings import PROMPT_FILE, model_caption_settings
 from blip_caption_ros.backends.decoding import tidy_caption
 from blip_caption_ros.caption_bag import caption_bag
-from blip_train.synthetic import generate_dataset
+from blip_train.datasets.synthetic import generate_dataset
 from blip_train.train import main as train_main
 
 S, MS = 1_000_000_000, 1_000_000
@@ -49,6 +49,7 @@ def test_a_checkpoint_records_its_prompt_and_a_caption_length_covering_its_train
     assert (captioner.config.prompt, captioner.config.max_new_tokens) == ("a picture of ", settings.max_new_tokens)
 
 
+@pytest.mark.slow
 def test_node_caption_bag_eval_and_onnxruntime_publish_the_same_strings(checkpoint, tmp_path):
     """Camera frames larger than the model's input (and not square), as a vehicle sends them: blip-eval reads them
     from PNG files, caption-bag and the node get rgb8 messages, onnxruntime runs the checkpoint's blip-export."""

@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 
 import pytest
+from support import require_module
 
-pytest.importorskip("duckdb")
+require_module("duckdb")
 
 from blip_caption_ros import bag_io  # noqa: E402
 from blip_caption_ros.caption_bag import caption_bag  # noqa: E402
-from blip_train import scenario_index, scenario_search  # noqa: E402
-from blip_train.synthetic_drive import DriveConfig, write_drive  # noqa: E402
+from blip_train.drives import scenario_index, scenario_search  # noqa: E402
+from blip_train.drives.synthetic_drive import DriveConfig, write_drive  # noqa: E402
 
 RAIN = "A city street at night in the rain. "
 DAY = "A highway in the daytime under a clear sky. "

@@ -7,9 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-from blip_train.bdd100k import load_frames
 from blip_train.captions import caption_frame
-from blip_train.synthetic import (
+from blip_train.datasets.bdd100k import load_frames
+from blip_train.datasets.synthetic import (
     DRAWN_TIMES_OF_DAY,
     DRAWN_WEATHERS,
     HEIGHT,

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import TORCH
-from ros_helpers import REPO, caption_one_frame
+from ros_helpers import caption_one_frame
+from support import REPO
 
 from blip_caption_ros import bag_io
 
@@ -43,10 +44,10 @@ def _runtimes() -> list[str]:
             if importlib.util.find_spec(module)]
 
 
-def test_the_export_runtimes_caption_without_torch_as_torch_does(tiny_export_dir, tmp_path, request):
+def test_the_export_runtimes_caption_without_torch_as_torch_does(tiny_export, tmp_path, request):
     images = tmp_path / "images.npy"
     np.save(images, np.stack(IMAGES))
-    run = subprocess.run([sys.executable, "-c", CAPTION_SCRIPT, str(tiny_export_dir), ",".join(_runtimes()),
+    run = subprocess.run([sys.executable, "-c", CAPTION_SCRIPT, str(tiny_export), ",".join(_runtimes()),
                           str(images)], capture_output=True, text=True, timeout=180, cwd=REPO,
                          env={**os.environ, **BLOCKED})
     assert run.returncode == 0, run.stderr[-3000:]
@@ -66,19 +67,15 @@ def test_the_export_runtimes_caption_without_torch_as_torch_does(tiny_export_dir
 
 
 @pytest.mark.ros
-def test_the_node_captions_on_onnxruntime_without_torch(tiny_export_dir):
-    caption, _ = caption_one_frame("torch_free", "-p", "backend:=onnxruntime", "-p", f"model:={tiny_export_dir}",
+def test_the_node_captions_on_onnxruntime_without_torch(tiny_export):
+    caption, _ = caption_one_frame("torch_free", "-p", "backend:=onnxruntime", "-p", f"model:={tiny_export}",
                                    env=BLOCKED)
     assert caption["backend"] == "onnxruntime" and isinstance(caption["caption"], str)
 
 
-def test_caption_bag_runs_without_torch(tiny_export_dir, tmp_path):
-    from blip_train.synthetic_drive import DriveConfig, write_drive
-
-    drive = tmp_path / "drive"
-    write_drive(drive, DriveConfig(duration_s=1.0, width=96, height=64))
-    run = subprocess.run([sys.executable, "-m", "blip_caption_ros.caption_bag", str(drive), "--out",
-                          str(tmp_path / "out"), "--model", str(tiny_export_dir), "--backend", "onnxruntime",
+def test_caption_bag_runs_without_torch(tiny_export, drive_bag, tmp_path):
+    run = subprocess.run([sys.executable, "-m", "blip_caption_ros.caption_bag", str(drive_bag), "--out",
+                          str(tmp_path / "out"), "--model", str(tiny_export), "--backend", "onnxruntime",
                           "--rate", "0"], capture_output=True, text=True, timeout=180, cwd=REPO,
                          env={**os.environ, **BLOCKED})
     assert run.returncode == 0, run.stderr[-3000:]

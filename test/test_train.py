@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from support import REPO
 from training_helpers import read_log, tiny_args, tiny_config
 
 from blip_train.checkpoint import TRAINER_STATE, TRAINING_CONFIG, TrainerState
@@ -17,9 +18,6 @@ from blip_train.data import CaptionCollator, ImageSpec, load_caption_split, prom
 from blip_train.dataclass_args import ConfigError, config_from_dict, parse_config
 from blip_train.modeling import TINY, build_processor, build_tokenizer
 from blip_train.train import LOG_FILE, lr_lambda, main, train
-
-REPO = Path(__file__).resolve().parents[1]
-
 
 # --- configuration --------------------------------------------------------------------------------------------------
 
@@ -104,6 +102,7 @@ def test_collator_masks_prompt_and_padding_like_lavis(tmp_path):
 # --- end to end: train -> resume -> eval ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_train_resume_eval_end_to_end(dataset, tmp_path):
     out = tmp_path / "run"
     result = train(tiny_config(dataset, out, "--epochs", "1"), say=lambda _: None)
@@ -160,6 +159,7 @@ def test_train_resume_eval_end_to_end(dataset, tmp_path):
     assert html.escape(baseline[0]["caption"] or "(empty)") in page
 
 
+@pytest.mark.slow
 def test_resume_mid_epoch_matches_an_uninterrupted_run(dataset, tmp_path):
     # A constant learning rate, so that stopping early with --max_steps does not change the schedule.
     common = ("--epochs", "2", "--batch_size", "4", "--schedule", "constant")

@@ -5,22 +5,22 @@ from __future__ import annotations
 import csv
 import json
 import re
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+import support
+from support import REPO
 
 from blip_caption_ros import bag_io
 from blip_caption_ros.imaging import ImageConversionError, compressed_to_rgb, image_to_rgb
 from blip_caption_ros.input_limits import IMAGE_PIXELS, encoded_image_size
-from blip_train.bdd100k import LabelFormatError, load_frames
-from blip_train.bdd_to_bag import ConversionError, load_info
-from blip_train.bddx import BddxFormatError, load_bddx
-from blip_train.cityscapes import load_cityscapes
+from blip_train.datasets.bdd100k import load_frames
+from blip_train.datasets.bddx import BddxFormatError, load_bddx
+from blip_train.datasets.cityscapes import load_cityscapes
+from blip_train.datasets.records import LabelFormatError
+from blip_train.drives.bdd_to_bag import ConversionError, load_info
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLES = Path("/work/shared/samples")
 FRAME = {"name": "a.jpg", "attributes": {"weather": "clear", "scene": "highway", "timeofday": "daytime"},
          "labels": [{"category": "car", "box2d": {"x1": 1, "y1": 2, "x2": 30, "y2": 40}}]}
 DEEP = "[" * 100_000 + "]" * 100_000
@@ -76,9 +76,7 @@ def test_cityscapes_and_info_file_limits(tmp_path, monkeypatch):
 
 
 def test_bddx_csv_limits(tmp_path, monkeypatch):
-    sample = SAMPLES / "bddx_Sample.csv"
-    if not sample.is_file():
-        pytest.skip("BDD-X sample not present")
+    sample = support.sample("bddx_Sample.csv")
     before = csv.field_size_limit()
     videos, _ = load_bddx(sample)
     assert videos and csv.field_size_limit() == before  # the csv module's process-wide limit is restored

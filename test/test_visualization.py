@@ -6,12 +6,11 @@ import re
 
 import pytest
 import yaml
-from ros_helpers import REPO
+from support import REPO
 
 from blip_caption_ros import bag_io
 from blip_caption_ros.backends import CaptionerConfig, load_captioner
 from blip_caption_ros.caption_bag import caption_bag
-from blip_train.synthetic_drive import DriveConfig, write_drive
 
 LAYOUT = REPO / "config" / "foxglove_layout.json"
 RVIZ = REPO / "config" / "caption.rviz"
@@ -19,11 +18,10 @@ REPLAY_LAUNCH = REPO / "launch" / "replay.launch.py"
 
 
 @pytest.fixture(scope="module")
-def captioned_topics(tmp_path_factory, tiny_blip_dir):
+def captioned_topics(tmp_path_factory, tiny_blip_dir, drive_bag):
     root = tmp_path_factory.mktemp("viz")
-    write_drive(root / "drive", DriveConfig(duration_s=1.0, width=96, height=54))
     captioner = load_captioner(CaptionerConfig(model=str(tiny_blip_dir), max_new_tokens=4))
-    caption_bag(root / "drive", root / "captioned", captioner, rate_hz=0)
+    caption_bag(drive_bag, root / "captioned", captioner, rate_hz=0)
     with bag_io.BagReader(root / "captioned") as reader:
         return reader.topics
 

@@ -64,13 +64,6 @@ def model_caption_settings(model: str | os.PathLike) -> CaptionSettings:
     return settings
 
 
-def write_prompt(directory: str | os.PathLike, prompt: str) -> Path:
-    """Record the prompt a model was trained with beside its weights."""
-    path = Path(directory) / PROMPT_FILE
-    path.write_text(json.dumps({"prompt": prompt}) + "\n", encoding="utf-8")
-    return path
-
-
 def _read(path: Path) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

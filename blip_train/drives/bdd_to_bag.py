@@ -30,10 +30,11 @@ import cv2
 import numpy as np
 
 from blip_caption_ros import bag_io
-from blip_caption_ros.input_limits import IMAGE_PIXELS, INFO_FILE_BYTES, InputTooLargeError
+from blip_caption_ros.input_limits import IMAGE_PIXELS, InputTooLargeError
 from blip_caption_ros.progress import progress_bar
-from blip_train.bdd100k import LabelFormatError, find_label_file, image_path, load_frames
 from blip_train.captions import caption_frame
+from blip_train.datasets.bdd100k import find_label_file, image_path, load_frames
+from blip_train.datasets.records import INFO_FILE_BYTES, LabelFormatError
 
 
 class ConversionError(RuntimeError):

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
-from blip_caption_ros.input_limits import CSV_FIELD_CHARS, CSV_FILE_BYTES, InputTooLargeError
+from blip_caption_ros.input_limits import InputTooLargeError
+from blip_train.datasets.records import CSV_FIELD_CHARS, CSV_FILE_BYTES
 
 MAX_SEGMENTS = 15
 VIDEO_SECONDS = 40.0

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import msgspec
 
-from blip_caption_ros.input_limits import CITYSCAPES_FILE_BYTES, InputTooLargeError
-from blip_train.bdd100k import UNDEFINED, Box, FrameRecord, LabelFormatError, LoadReport
+from blip_caption_ros.input_limits import InputTooLargeError
+from blip_train.datasets.records import CITYSCAPES_FILE_BYTES, UNDEFINED, Box, FrameRecord, LabelFormatError, LoadReport
 
 LABEL_TO_CATEGORY = {
     "person": "pedestrian", "rider": "rider", "car": "car", "truck": "truck", "bus": "bus", "train": "train",

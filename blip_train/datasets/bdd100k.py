@@ -11,7 +11,7 @@ values are kept as they are and counted in a `LoadReport`; a structurally broken
 naming the file and the frame. scalabel's own loader needs pydantic<2, which clashes with the rest of the stack;
 msgspec decodes the file straight into typed structs (skipping fields captions do not use), with the garbage
 collector paused while millions of small objects are created: the 70k-frame train split parses in a few seconds.
-Label files are untrusted: a file over BLIP_MAX_LABEL_FILE_BYTES (default 4 GiB, see blip_caption_ros.input_limits)
+Label files are untrusted: a file over BLIP_MAX_LABEL_FILE_BYTES (default 4 GiB, see datasets.records)
 is refused before it is read, and nesting too deep to decode is a `LabelFormatError`, never a crash.
 """
 
@@ -20,115 +20,32 @@ from __future__ import annotations
 import contextlib
 import gc
 import re
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
 
 import msgspec
 
-from blip_caption_ros.input_limits import LABEL_FILE_BYTES, InputTooLargeError
-
-IMAGE_WIDTH = 1280
-IMAGE_HEIGHT = 720
-
-DET20_CATEGORIES = (
-    "pedestrian", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle",
-    "traffic light", "traffic sign", "other vehicle", "other person", "trailer",
+from blip_caption_ros.input_limits import InputTooLargeError
+from blip_train.datasets.records import (
+    ATTRIBUTE_VALUES,
+    DET20_CATEGORIES,
+    LABEL_FILE_BYTES,
+    UNDEFINED,
+    Box,
+    FrameRecord,
+    LabelFormatError,
+    LoadReport,
 )
+
 #: 2018 names -> det_20 names (the others are spelled the same in both).
 CATEGORY_ALIASES = {"person": "pedestrian", "bike": "bicycle", "motor": "motorcycle"}
 #: Labels drawn as polygons (segmentation-style); they describe no object to count.
 POLYGON_CATEGORIES = frozenset({"drivable area", "lane", "area/drivable", "area/alternative", "area/unknown"})
-
-WEATHERS = ("rainy", "snowy", "clear", "overcast", "partly cloudy", "foggy", "undefined")
-SCENES = ("tunnel", "residential", "parking lot", "city street", "gas stations", "highway", "undefined")
-TIMES_OF_DAY = ("daytime", "night", "dawn/dusk", "undefined")
-ATTRIBUTE_VALUES = {"weather": WEATHERS, "scene": SCENES, "timeofday": TIMES_OF_DAY}
-UNDEFINED = "undefined"
 
 #: Both spellings of traffic-light colour -> one. None means no colour (not a light, or not visible).
 LIGHT_COLORS = {
     "G": "green", "Y": "yellow", "R": "red", "NA": None,
     "green": "green", "yellow": "yellow", "red": "red", "none": None,
 }
-
-
-class LabelFormatError(ValueError):
-    """A label file that cannot be read as BDD100K labels; the message names the file and the frame."""
-
-
-class Box(NamedTuple):
-    """One box label in pixels. A NamedTuple: the train split has 1.3M of them."""
-
-    category: str
-    x1: float
-    y1: float
-    x2: float
-    y2: float
-    occluded: bool
-    truncated: bool
-    light_color: str | None
-
-
-@dataclass(frozen=True)
-class FrameRecord:
-    """One labelled image: frame attributes (normalised, `undefined` when absent) and its boxes."""
-
-    name: str
-    weather: str = UNDEFINED
-    scene: str = UNDEFINED
-    timeofday: str = UNDEFINED
-    boxes: tuple[Box, ...] = ()
-    #: False for frames without a `labels` list (tagging files, unlabelled frames): nothing is known of objects.
-    has_object_labels: bool = True
-    video_name: str | None = None
-    timestamp_ms: int | None = None
-    image_width: int = IMAGE_WIDTH
-    image_height: int = IMAGE_HEIGHT
-
-    @property
-    def attributes(self) -> dict[str, str]:
-        return {"weather": self.weather, "scene": self.scene, "timeofday": self.timeofday}
-
-
-@dataclass
-class LoadReport:
-    """What a load kept, skipped and did not recognise; unknowns are reported, never fatal."""
-
-    source: str
-    frames: int = 0
-    boxes: int = 0
-    polygons_skipped: int = 0
-    labels_without_box: int = 0
-    unknown_categories: Counter = field(default_factory=Counter)
-    unknown_attribute_values: Counter = field(default_factory=Counter)
-    unknown_light_colors: Counter = field(default_factory=Counter)
-
-    def warnings(self) -> list[str]:
-        lines = []
-        if self.unknown_categories:
-            lines.append(f"{self.source}: unknown categories kept as-is: {_fmt_counter(self.unknown_categories)}")
-        if self.unknown_attribute_values:
-            pairs = Counter({f"{k}={v}": n for (k, v), n in self.unknown_attribute_values.items()})
-            lines.append(f"{self.source}: unknown attribute values kept as-is: {_fmt_counter(pairs)}")
-        if self.unknown_light_colors:
-            lines.append(f"{self.source}: unknown trafficLightColor values treated as no colour: "
-                         f"{_fmt_counter(self.unknown_light_colors)}")
-        if self.labels_without_box:
-            lines.append(f"{self.source}: {self.labels_without_box} non-polygon labels had no box2d and were skipped")
-        return lines
-
-    def summary(self) -> str:
-        return (f"{self.source}: {self.frames} frames, {self.boxes} boxes, "
-                f"{self.polygons_skipped} polygon labels skipped")
-
-
-def _fmt_counter(counter: Counter, limit: int = 10) -> str:
-    items = [f"{key!s} ({count})" for key, count in counter.most_common(limit)]
-    if len(counter) > limit:
-        items.append(f"... {len(counter) - limit} more")
-    return ", ".join(items)
 
 
 class _Box2d(msgspec.Struct, gc=False):
@@ -327,4 +244,8 @@ def find_label_file(root: str | Path, split: str) -> Path:
         if candidate.is_file():
             return candidate
     tried = ", ".join(str(c) for c in candidates)
-    raise LabelFormatError(f"{root}: no label file for split {split!r} (looked for {tried})")
+    present = sorted({match.group(1) for path in [*root.glob("labels/det_20/det_*.json"),
+                                                   *root.glob("labels/bdd100k_labels_images_*.json")]
+                      if (match := re.search(r"(?:det|images)_(.+)\.json$", path.name))})
+    here = f"; splits here: {', '.join(present)}" if present else ""
+    raise LabelFormatError(f"{root}: no label file for split {split!r} (looked for {tried}){here}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import random
 import sys
 import zlib
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ import cv2
 import numpy as np
 
 from blip_caption_ros.progress import progress_bar
+from blip_train.datasets.records import DET20_CATEGORIES, Box, FrameRecord
 
 WIDTH, HEIGHT = 1280, 720
 HORIZON = int(HEIGHT * 0.45)
@@ -325,6 +327,22 @@ def balanced_conditions(n: int, rng: np.random.Generator) -> list[tuple[str, str
     return out[:n]
 
 
+def random_record(rng: random.Random, name: str, attributes: bool = True) -> FrameRecord:
+    """A label record with no image: 0-6 boxes of any det_20 category and size (a colour for traffic lights) and, with
+    `attributes`, a drawn weather, scene and time of day. What the caption grammar's tests and benchmarks feed it."""
+    boxes = []
+    for _ in range(rng.randint(0, 6)):
+        category = rng.choice(DET20_CATEGORIES)
+        size = rng.choice((30, 60, 150, 400))
+        x = rng.uniform(0, 1280 - size)
+        colour = rng.choice(("red", "yellow", "green", None)) if category == "traffic light" else None
+        boxes.append(Box(category, x, 300, x + size, 300 + size * 0.8, False, False, colour))
+    if not attributes:
+        return FrameRecord(name, boxes=tuple(boxes))
+    return FrameRecord(name, rng.choice(DRAWN_WEATHERS), rng.choice(DRAWN_SCENES), rng.choice(DRAWN_TIMES_OF_DAY),
+                       tuple(boxes))
+
+
 def frame_name(rng: np.random.Generator) -> str:
     """A BDD-style name: two 8-hex-digit groups."""
     a, b = rng.integers(0, 2**32, 2, dtype=np.uint64).tolist()
@@ -415,7 +433,7 @@ def generate_cityscapes(root: str | Path, n_frames: int, split: str = "train", s
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m blip_train.synthetic",
+        prog="python -m blip_train.datasets.synthetic",
         description="Draw a synthetic BDD100K-style dataset (1280x720 JPEGs + det_20 labels) under --out.")
     parser.add_argument("--out", required=True, help="dataset root to write")
     parser.add_argument("--frames", type=int, default=100, help="frames per split (default 100)")

@@ -26,7 +26,7 @@ import numpy as np
 
 from blip_caption_ros import bag_io
 from blip_caption_ros.progress import progress_bar
-from blip_train import synthetic
+from blip_train.datasets import synthetic
 
 FOCAL_PX = 900.0
 CAMERA_HEIGHT_M = 1.6  # matches synthetic._scale_at: pixels per metre = (row - horizon) / 1.6
@@ -204,7 +204,7 @@ def write_drive(out: str | Path, config: DriveConfig = DriveConfig(), storage: s
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m blip_train.synthetic_drive",
+        prog="python -m blip_train.drives.synthetic_drive",
         description="Write a synthetic drive (camera, LiDAR, radar, GPS, IMU, speed) as a rosbag2 (MCAP).")
     parser.add_argument("--out", required=True, help="bag to write (a new directory)")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds (default 20)")

@@ -7,7 +7,7 @@ merged into one scenario interval, printed as a table (drive, camera, time in th
 `--html OUT` writes a contact sheet: per interval a strip of thumbnails of its hits (up to `--thumbnails`, spread
 over the interval), taken from the captioned bag's overlay image (or the camera image) at each caption's stamp, with
 a Foxglove link to the bag at the interval's first caption and the package's Foxglove layout beside it.
-`--where` adds raw SQL conditions on the `captions` table (see blip_train.scenario_index.COLUMNS); `--sql` runs a
+`--where` adds raw SQL conditions on the `captions` table (see blip_train.drives.scenario_index.COLUMNS); `--sql` runs a
 whole query and prints its rows.
 
 Text search is a case-insensitive substring match: DuckDB's full-text extension is not built in and would be
@@ -28,10 +28,10 @@ from urllib.parse import quote, urlencode
 
 from blip_caption_ros import bag_io
 from blip_train.attributes import ATTRIBUTE_PATTERNS, LIGHT_COLOUR_PATTERNS, OBJECT_PATTERNS, REGION_PATTERNS
-from blip_train.scenario_index import COLUMNS, TABLE, ScenarioIndexError, connect
+from blip_train.drives.scenario_index import COLUMNS, TABLE, ScenarioIndexError, connect
 
 DISTANCES = ("near", "far")
-FOXGLOVE_LAYOUT = Path(__file__).resolve().parents[1] / "config" / "foxglove_layout.json"
+FOXGLOVE_LAYOUT = Path(__file__).resolve().parents[2] / "config" / "foxglove_layout.json"
 
 
 class SearchError(ValueError):

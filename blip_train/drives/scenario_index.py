@@ -177,7 +177,7 @@ def index_drives(connection, bags: Iterable[Path], progress: bool = False) -> It
 
 
 def main(argv: list[str] | None = None) -> int:
-    from blip_train.fleet import FleetError, find_bags
+    from blip_train.drives.fleet import FleetError, find_bags
 
     parser = argparse.ArgumentParser(prog="caption-index", description=__doc__.split("\n\n")[0])
     parser.add_argument("outputs", nargs="+", help="captioned bags, folders of them, or globs")

@@ -1,0 +1,44 @@
+"""How caption_node stops: SIGINT/SIGTERM become a stop request, and abort a start that is still importing or loading.
+
+Shared by the executable (caption_node.py), which installs the handlers before anything heavy is imported, and the
+node (node.py), which ends its spin loop on the request. Imports nothing but the standard library on purpose: it runs
+before numpy, rclpy and torch are imported.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+WORKER_THREAD = "caption_worker"
+"""The caption worker thread's name (worker.py names its thread with it): a signal aborts a start only while no
+thread of that name runs."""
+
+
+class StartInterrupted(BaseException):
+    """Raised by the signal handler while the node is still starting (importing, loading the model)."""
+
+
+class StopRequest:
+    """SIGINT and SIGTERM ask the main loop to stop; they never raise into the shutdown that follows.
+
+    Why not rclpy's own handlers: on SIGINT/SIGTERM they shut the rclpy context down at once, from the signal, while
+    the worker thread may be publishing ("RCLError: publisher's context is invalid"), and SIGINT then raises
+    KeyboardInterrupt wherever the main thread is (inside worker.stop()'s join, say). So the node starts rclpy with
+    `rclpy.init(signal_handler_options=SignalHandlerOptions.NO)` (rclpy.signals; Humble, Jazzy and Kilted alike),
+    handles the signals itself, stops the worker, destroys the node and only then calls `rclpy.try_shutdown()`.
+    A second signal (Ctrl-C reaches a launched node twice: from the terminal and from launch) changes nothing.
+    """
+
+    def __init__(self):
+        self.requested = False
+        self.starting = True
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        first = not self.requested
+        self.requested = True
+        # Abort a slow start, but never once a worker runs: the node must then be destroyed to stop it.
+        if first and self.starting and not any(t.name == WORKER_THREAD for t in threading.enumerate()):
+            raise StartInterrupted
