@@ -27,7 +27,7 @@ IMPORT_KEYS = {
 }
 #: import name -> pip distribution, for imports rosdistro has no key for
 PIP_DISTRIBUTIONS = {"onnxruntime": "onnxruntime", "tensorrt": "tensorrt", "openvino": "openvino",
-                     "safetensors": "safetensors", "msgspec": "msgspec"}
+                     "safetensors": "safetensors", "msgspec": "msgspec", "tokenizers": "tokenizers"}
 
 
 def _imports() -> dict[str, set[str]]:
