@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from blip_caption_ros.backends import first_line
 from blip_caption_ros.backends.blip_export import (
     DECODER_INPUTS,
     DECODER_OUTPUTS,
@@ -101,8 +102,7 @@ def load_checkpoint(checkpoint: str):
         model, processor = load_blip(checkpoint, dtype="float32", what="checkpoint")
         model = model.eval()
     except Exception as exc:  # OSError, ValueError, safetensors errors: all mean "not a usable checkpoint"
-        raise ExportError(f"cannot load checkpoint {checkpoint!r}: {type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+        raise ExportError(f"cannot load checkpoint {checkpoint!r}: {first_line(exc, with_type=True)}") from exc
     generation = model.generation_config
     unsupported = [f"{name}={getattr(generation, name)!r}" for name, default in UNSUPPORTED_GENERATION.items()
                    if getattr(generation, name, None) not in (default, None, [], ())]
@@ -286,7 +286,7 @@ def _ort_session(path: Path):
     try:
         return ort.InferenceSession(str(path), session_options(ort), providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
-        raise ExportError(f"onnxruntime cannot load {path}: {str(exc).splitlines()[0]}") from exc
+        raise ExportError(f"onnxruntime cannot load {path}: {first_line(exc)}") from exc
 
 
 def validate_outputs(model, export_dir: Path, atol: float) -> dict:

@@ -26,7 +26,7 @@ from pathlib import Path
 from transformers import BlipForConditionalGeneration, BlipProcessor
 
 from . import first_line
-from .model_source import ModelFilesError, hub_offline, looks_like_path, resolve_source  # noqa: F401 - re-exported
+from .model_source import ModelFilesError, hub_offline, resolve_source
 
 SAFETENSORS_FILES = ("model.safetensors", "model.safetensors.index.json")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")

@@ -26,7 +26,7 @@ import logging
 
 import numpy as np
 
-from . import CaptionerConfig, ModelLoadError, device_problem, first_line
+from . import CaptionerConfig, ModelLoadError, first_line
 from .blip_export import SPLIT_DECODER, ExportCaptioner, KVCacheState, cross_feeds, decoder_graph, open_export
 
 log = logging.getLogger(__name__)
@@ -45,9 +45,6 @@ class OpenVinoCaptioner(ExportCaptioner):
 
     def __init__(self, config: CaptionerConfig, verify: bool = True, threads: int = 0, split_cross: bool = True):
         """`threads` (0 = OpenVINO's choice) is for benchmarks; the node uses the default."""
-        problem = device_problem(self.backend, config.device)
-        if problem:
-            raise ModelLoadError(config.model, problem)
         try:
             import openvino as ov
         except ImportError as exc:

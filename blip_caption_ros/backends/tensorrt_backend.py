@@ -182,7 +182,8 @@ class TensorRTCaptioner:
             trt = require_tensorrt()
             import torch
 
-            from .model_loading import ModelFilesError, load_processor
+            from .export_processor import load_export_processor
+            from .model_source import ModelFilesError
 
             self.onnx_manifest = load_export_manifest(export_dir)
             self.settings = model_caption_settings(export_dir)  # read once the export is verified
@@ -190,7 +191,7 @@ class TensorRTCaptioner:
             runtime = runtime_info(config.device_index)
             self.manifest = self._engine_manifest(engine_dir, runtime, force_engine_update, export_dir)
             verify_files(engine_dir, self.manifest)
-            self.processor = load_processor(export_dir)
+            self.processor = load_export_processor(export_dir, self.onnx_manifest["processor_files"])
         except (EngineBuildError, ManifestError) as exc:
             raise ModelLoadError(config.model, str(exc)) from exc
         except ModelFilesError as exc:
