@@ -59,7 +59,9 @@ def caption_through_fault(probe, model, faults: str, captions_wanted: int, faile
         captions = probe.subscribe(String, "front/caption")
         probe.wait_until_connected(node, {"front/image": Image}, ["front/caption"])
         stream_until(probe, ["front"], lambda: len(captions) >= captions_wanted, 60, f"{captions_wanted} captions")
-        status = probe.wait_status("/caption_node: front", lambda s: failed(int(s["failed"])), what=what)
+        # the captioned count too: /diagnostics comes once a second, and a fast model captions between two
+        status = probe.wait_status("/caption_node: front", lambda s: failed(int(s["failed"]))
+                                   and int(s["captioned"]) >= captions_wanted, what=what)
     finally:
         code = node.stop()
     output = node.output()
