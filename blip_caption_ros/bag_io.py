@@ -1,12 +1,13 @@
-"""rosbag2 reading and writing without a ROS install, on `rosbags`.
+"""Bags for the vehicle's offline tools (caption-bag, bag-replay): reading any recorded bag, writing the captioned one.
 
-rosbag2 itself (and `ros2 bag`) is not installable from PyPI; `rosbags` reads and writes rosbag2 in both storages
-(sqlite3, mcap) with bytes that rclpy deserialises and MCAP files that Foxglove and `mcap` + `mcap-ros2-support`
-decode. This module keeps the few conventions of the project's bags in one place: the message type store (ROS 2
-Humble definitions, identical on the wire to Jazzy/Kilted for the types used here), message builders for the
-types the tools write, and errors that name the bag. A bag is untrusted input: a message over
-BLIP_MAX_BAG_MESSAGE_BYTES (default 256 MiB, see input_limits) is refused before it is decoded, and image sizes are
-checked again before decoding (imaging).
+Reading goes through bag_storage (sqlite3 and MCAP of every rosbag2 version, split and compressed bags, ROS 1 bags
+converted to CDR); messages come raw, and only the types a tool needs are decoded, with rosbags' ROS 2 Humble type
+store (identical on the wire to Jazzy/Kilted for those types). Writing uses rosbags' rosbag2 writer; a topic copied
+from another bag keeps that bag's own message definition, so custom and vendor types pass through unchanged. The
+builders of the messages caption-bag writes (caption String, RViz marker, overlay CompressedImage) live here; those
+only the workstation's drive tools write are in blip_train.drives.bag_messages. A bag is untrusted input: a message
+over BLIP_MAX_BAG_MESSAGE_BYTES (default 256 MiB, see input_limits) is refused before it is decoded, and image sizes
+are checked again before decoding (imaging).
 """
 
 from __future__ import annotations
@@ -14,20 +15,19 @@ from __future__ import annotations
 import contextlib
 import functools
 import shutil
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from .bag_storage import Ros1Storage, StorageError, TopicInfo, open_storage
+from .caption_marker import MarkerSettings, fill_text_marker
 from .input_limits import BAG_MESSAGE_BYTES, InputTooLargeError
 
 DEFAULT_STORE = "ros2_humble"
 STORAGES = ("mcap", "sqlite3")
-
-#: numpy dtype kind+size -> sensor_msgs/PointField datatype.
-_POINTFIELD_DATATYPES = {"i1": 1, "u1": 2, "i2": 3, "u2": 4, "i4": 5, "u4": 6, "f4": 7, "f8": 8}
 
 
 class BagError(RuntimeError):
@@ -60,13 +60,6 @@ def stamp_of(msg) -> int:
     return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
 
-def image_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str):
-    """sensor_msgs/Image, rgb8."""
-    height, width = rgb.shape[:2]
-    return msg_type("sensor_msgs/msg/Image")(
-        header=header(stamp_ns, frame_id), height=height, width=width, encoding="rgb8", is_bigendian=0,
-        step=width * 3, data=np.ascontiguousarray(rgb, dtype=np.uint8).reshape(-1))
-
 
 def compressed_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str, quality: int = 90):
     """sensor_msgs/CompressedImage, jpeg (as image_transport's compressed plugin writes it)."""
@@ -77,87 +70,32 @@ def compressed_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str, quality: int =
         header=header(stamp_ns, frame_id), format="rgb8; jpeg compressed bgr8", data=encoded.reshape(-1))
 
 
-def pointcloud_msg(points: np.ndarray, stamp_ns: int, frame_id: str):
-    """sensor_msgs/PointCloud2 (unorganised, little-endian) from a structured numpy array, one field per column."""
-    point_field = msg_type("sensor_msgs/msg/PointField")
-    fields = []
-    for name in points.dtype.names:
-        dtype, offset = points.dtype.fields[name][:2]
-        code = f"{dtype.kind}{dtype.itemsize}"
-        if code not in _POINTFIELD_DATATYPES:
-            raise ValueError(f"field {name!r} has dtype {dtype}, which PointField cannot describe")
-        fields.append(point_field(name=name, offset=offset, datatype=_POINTFIELD_DATATYPES[code], count=1))
-    data = np.ascontiguousarray(points.astype(points.dtype.newbyteorder("<"))).view(np.uint8).reshape(-1)
-    return msg_type("sensor_msgs/msg/PointCloud2")(
-        header=header(stamp_ns, frame_id), height=1, width=len(points), fields=fields, is_bigendian=False,
-        point_step=points.dtype.itemsize, row_step=points.dtype.itemsize * len(points), data=data, is_dense=True)
 
 
-def navsat_msg(stamp_ns: int, latitude: float, longitude: float, altitude: float = 0.0,
-               horizontal_accuracy_m: float | None = None, frame_id: str = "gps"):
-    status_type = msg_type("sensor_msgs/msg/NavSatStatus")
-    covariance = np.zeros(9)
-    covariance_type = 0
-    if horizontal_accuracy_m is not None:
-        covariance[0] = covariance[4] = horizontal_accuracy_m ** 2
-        covariance[8] = (2 * horizontal_accuracy_m) ** 2
-        covariance_type = 1
-    return msg_type("sensor_msgs/msg/NavSatFix")(
-        header=header(stamp_ns, frame_id), status=status_type(status=0, service=1), latitude=float(latitude),
-        longitude=float(longitude), altitude=float(altitude), position_covariance=covariance,
-        position_covariance_type=covariance_type)
-
-
-def imu_msg(stamp_ns: int, linear_acceleration: Sequence[float] | None = None,
-            angular_velocity: Sequence[float] | None = None, frame_id: str = "imu"):
-    """sensor_msgs/Imu without orientation (covariance[0] = -1, as REP-145 says for a missing estimate)."""
-    vector3 = msg_type("geometry_msgs/msg/Vector3")
-    unknown = np.zeros(9)
-    unknown[0] = -1.0
-    acc = linear_acceleration if linear_acceleration is not None else (0.0, 0.0, 0.0)
-    gyro = angular_velocity if angular_velocity is not None else (0.0, 0.0, 0.0)
-    return msg_type("sensor_msgs/msg/Imu")(
-        header=header(stamp_ns, frame_id),
-        orientation=msg_type("geometry_msgs/msg/Quaternion")(x=0.0, y=0.0, z=0.0, w=1.0),
-        orientation_covariance=unknown,
-        angular_velocity=vector3(x=float(gyro[0]), y=float(gyro[1]), z=float(gyro[2])),
-        angular_velocity_covariance=np.zeros(9) if angular_velocity is not None else unknown.copy(),
-        linear_acceleration=vector3(x=float(acc[0]), y=float(acc[1]), z=float(acc[2])),
-        linear_acceleration_covariance=np.zeros(9) if linear_acceleration is not None else unknown.copy())
-
-
-def twist_msg(stamp_ns: int, speed_mps: float, frame_id: str = "base_link"):
-    """geometry_msgs/TwistStamped with the forward speed in linear.x (what BDD's GPS speed is)."""
-    vector3 = msg_type("geometry_msgs/msg/Vector3")
-    return msg_type("geometry_msgs/msg/TwistStamped")(
-        header=header(stamp_ns, frame_id),
-        twist=msg_type("geometry_msgs/msg/Twist")(linear=vector3(x=float(speed_mps), y=0.0, z=0.0),
-                                                  angular=vector3(x=0.0, y=0.0, z=0.0)))
 
 
 def string_msg(text: str):
     return msg_type("std_msgs/msg/String")(data=text)
 
 
-def text_marker_msg(text: str, stamp_ns: int, frame_id: str, namespace: str = "caption", height_m: float = 0.3,
-                    z_m: float = 4.0, lifetime_s: float = 2.0):
-    """visualization_msgs/Marker TEXT_VIEW_FACING `z_m` along the optical axis (+z), as the node publishes it."""
+def text_marker_msg(text: str, stamp_ns: int, frame_id: str, camera: str, settings: MarkerSettings):
+    """visualization_msgs/Marker of a caption, as the node publishes it (caption_marker.fill_text_marker)."""
     marker = msg_type("visualization_msgs/msg/Marker")
-    pose = msg_type("geometry_msgs/msg/Pose")(
-        position=msg_type("geometry_msgs/msg/Point")(x=0.0, y=0.0, z=float(z_m)),
-        orientation=msg_type("geometry_msgs/msg/Quaternion")(x=0.0, y=0.0, z=0.0, w=1.0))
-    return marker(
-        header=header(stamp_ns, frame_id), ns=namespace, id=0, type=marker.TEXT_VIEW_FACING, action=marker.ADD,
-        pose=pose, scale=msg_type("geometry_msgs/msg/Vector3")(x=0.0, y=0.0, z=float(height_m)),
-        color=msg_type("std_msgs/msg/ColorRGBA")(r=1.0, g=1.0, b=1.0, a=1.0),
-        lifetime=msg_type("builtin_interfaces/msg/Duration")(sec=int(lifetime_s), nanosec=int(lifetime_s % 1 * 1e9)),
-        frame_locked=False, points=[],
+    vector3, point = msg_type("geometry_msgs/msg/Vector3"), msg_type("geometry_msgs/msg/Point")
+    blank = marker(
+        header=header(0, ""), ns="", id=0, type=0, action=0,
+        pose=msg_type("geometry_msgs/msg/Pose")(position=point(x=0.0, y=0.0, z=0.0),
+                                                orientation=msg_type("geometry_msgs/msg/Quaternion")(
+                                                    x=0.0, y=0.0, z=0.0, w=1.0)),
+        scale=vector3(x=0.0, y=0.0, z=0.0), color=msg_type("std_msgs/msg/ColorRGBA")(r=0.0, g=0.0, b=0.0, a=0.0),
+        lifetime=msg_type("builtin_interfaces/msg/Duration")(sec=0, nanosec=0), frame_locked=False, points=[],
         colors=[], texture_resource="",
         texture=msg_type("sensor_msgs/msg/CompressedImage")(header=header(0, ""), format="",
                                                             data=np.zeros(0, np.uint8)),
-        uv_coordinates=[], text=text, mesh_resource="",
+        uv_coordinates=[], text="", mesh_resource="",
         mesh_file=msg_type("visualization_msgs/msg/MeshFile")(filename="", data=np.zeros(0, np.uint8)),
         mesh_use_embedded_materials=False)
+    return fill_text_marker(blank, header(stamp_ns, frame_id), camera, text, settings)
 
 
 @contextlib.contextmanager
@@ -204,9 +142,22 @@ class BagWriter:
     def __exit__(self, *exc_info) -> None:
         self._writer.close()
 
-    def connection(self, topic: str, msgtype: str):
+    def connection(self, topic: str, msgtype: str, source: TopicInfo | None = None):
+        """The output connection of `topic`; a copied topic keeps its source's definition, format and QoS."""
         if topic not in self._connections:
-            self._connections[topic] = self._writer.add_connection(topic, msgtype, typestore=self._store)
+            from rosbags.rosbag2.metadata import parse_qos
+
+            options = {"typestore": self._store}
+            if source is not None:
+                if source.definition_encoding:
+                    # rosbags needs a hash argument; MCAP storage does not store it, sqlite3 does ('' when unknown).
+                    options = {"msgdef": source.definition, "rihs01": source.type_hash or "-"}
+                elif msgtype not in self._store.types:
+                    raise UnknownTypeError(f"{topic}: the bag has no definition of {msgtype}")
+                options["serialization_format"] = source.serialization_format or "cdr"
+                with contextlib.suppress(Exception):  # QoS is kept where rosbags can parse it, dropped otherwise
+                    options["offered_qos_profiles"] = parse_qos(source.offered_qos_profiles)
+            self._connections[topic] = self._writer.add_connection(topic, msgtype, **options)
             self.counts[topic] = 0
         return self._connections[topic]
 
@@ -214,10 +165,18 @@ class BagWriter:
         """Serialise and write `msg` on `topic` at receive time `time_ns`."""
         self.write_raw(topic, msg.__msgtype__, time_ns, self._store.serialize_cdr(msg, msg.__msgtype__))
 
-    def write_raw(self, topic: str, msgtype: str, time_ns: int, data: bytes | memoryview) -> None:
-        """Write already-serialised CDR bytes (copying a topic from another bag)."""
-        self._writer.write(self.connection(topic, msgtype), int(time_ns), data)
+    def write_raw(self, topic: str, msgtype: str, time_ns: int, data: bytes | memoryview,
+                  source: TopicInfo | None = None) -> None:
+        """Write already-serialised bytes (copying a topic from another bag, with its TopicInfo as `source`).
+
+        Raises UnknownTypeError for a type that neither the bag defines nor the type store knows.
+        """
+        self._writer.write(self.connection(topic, msgtype, source), int(time_ns), data)
         self.counts[topic] += 1
+
+
+class UnknownTypeError(BagError):
+    """A topic whose type cannot be written: no definition in its bag and not a type the store knows."""
 
 
 @dataclass(frozen=True)
@@ -229,20 +188,21 @@ class BagMessage:
 
 
 class BagReader:
-    """Reads a rosbag2 directory or .mcap/.db3 file (or a ROS 1 .bag) with rosbags' AnyReader."""
+    """Reads a rosbag2 (directory, .db3 or .mcap; any storage version, split, compressed) or a ROS 1 .bag.
+
+    Messages come raw, in receive-time order, CDR-encoded (a ROS 1 bag is converted, see bag_storage).
+    """
 
     def __init__(self, path: str | Path, store: str = DEFAULT_STORE):
-        from rosbags.highlevel import AnyReader
-
         self.path = Path(path)
         if not self.path.exists():
             raise BagError(f"{self.path}: no such bag")
         self._store = typestore(store)
         try:
-            self._reader = AnyReader([self.path], default_typestore=self._store)
-            self._reader.open()
-        except Exception as exc:  # rosbags raises its own error types per storage; all mean "not a readable bag"
-            raise BagError(f"{self.path}: not a readable rosbag2 bag ({type(exc).__name__}: {exc})") from None
+            self._storage = open_storage(self.path)
+        except StorageError as exc:
+            raise BagError(f"{self.path}: {exc}") from None
+        self.is_ros1 = isinstance(self._storage, Ros1Storage)
 
     def __enter__(self) -> BagReader:
         return self
@@ -251,42 +211,58 @@ class BagReader:
         self.close()
 
     def close(self) -> None:
-        self._reader.close()
+        self._storage.close()
+
+    @property
+    def topic_info(self) -> dict[str, TopicInfo]:
+        """topic -> type, serialization format, the bag's definition and the recorded QoS."""
+        return self._storage.topics
 
     @property
     def topics(self) -> dict[str, str]:
         """topic -> message type."""
-        return {c.topic: c.msgtype for c in self._reader.connections}
+        return {name: info.msgtype for name, info in self.topic_info.items()}
+
+    @functools.cached_property
+    def _time_range(self) -> tuple[int, int]:
+        found = self._storage.time_range()
+        if found is None:  # an MCAP file without statistics: read the receive times
+            times = [m.time_ns for m in self.messages()]
+            found = (min(times), max(times)) if times else (0, 0)
+        return found
 
     @property
     def start_ns(self) -> int:
-        return self._reader.start_time
+        """Receive time of the first message (0 for an empty bag)."""
+        return self._time_range[0]
 
     @property
     def end_ns(self) -> int:
-        return self._reader.end_time
+        return self._time_range[1]
 
     @property
-    def message_count(self) -> int:
-        return self._reader.message_count
+    def message_count(self) -> int | None:
+        """Messages in the files (None where a file does not say without reading it through)."""
+        return self._storage.message_count
 
     def messages(self, topics: Iterable[str] | None = None) -> Iterator[BagMessage]:
         """Messages in receive-time order, raw; a truncated or corrupt file raises BagError naming the bag."""
         wanted = set(topics) if topics is not None else None
-        connections = [c for c in self._reader.connections if wanted is None or c.topic in wanted]
-        if not connections:
-            return
+        types = self.topics
         limit = BAG_MESSAGE_BYTES.value()
         try:
-            for connection, time_ns, raw in self._reader.messages(connections=connections):
-                if len(raw) > limit:
-                    BAG_MESSAGE_BYTES.check(len(raw), f"{self.path}: {connection.msgtype} on {connection.topic} "
-                                                      f"at {time_ns} ns")
-                yield BagMessage(connection.topic, connection.msgtype, time_ns, raw)
+            for message in self._storage.messages(wanted):
+                if len(message.data) > limit:
+                    BAG_MESSAGE_BYTES.check(len(message.data), f"{self.path}: {types.get(message.topic)} on "
+                                                               f"{message.topic} at {message.time_ns} ns")
+                yield BagMessage(message.topic, types.get(message.topic, ""), message.time_ns, message.data)
         except InputTooLargeError as exc:
             raise BagError(str(exc)) from None
-        except Exception as exc:  # see __init__
-            raise BagError(f"{self.path}: bag is truncated or corrupt ({type(exc).__name__}: {exc})") from None
+        except StorageError as exc:
+            raise BagError(f"{self.path}: {exc}") from None
+
+    def can_decode(self, msgtype: str) -> bool:
+        return msgtype in self._store.types
 
     def decode(self, message: BagMessage):
         try:

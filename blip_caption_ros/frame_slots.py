@@ -29,6 +29,8 @@ class Frame:
     header: Any = None
     """The source message's header, copied unchanged into every output (opaque here)."""
     received_ns: int = field(default_factory=time.monotonic_ns)
+    bag_time_ns: int | None = None
+    """The source message's receive time in a bag (caption-bag logs the outputs at it); None live."""
 
 
 class FrameSlots:

@@ -178,6 +178,18 @@ def image_topics(cameras, image_transport: str, namespace: str = "") -> list[str
     return [f"{prefix}/{camera}/{suffix}" for camera in cameras]
 
 
+def ros2bag_missing() -> str | None:
+    """Why `ros2 bag play` cannot run here (no `ros2` on PATH, or ros2cli without rosbag2's `bag` verb), else None."""
+    import importlib.util
+    import shutil
+
+    if shutil.which("ros2") is None:
+        return "player:=ros2bag needs `ros2 bag` (a ROS install with rosbag2): no `ros2` on PATH; use bag-replay"
+    if importlib.util.find_spec("ros2bag") is None:
+        return "player:=ros2bag needs `ros2 bag`: ros2cli is installed without rosbag2 (ros2bag); use bag-replay"
+    return None
+
+
 def player_command(player: str, bag: str, rate: str, loop: str, start_offset: str,
                    wait_for: list[str]) -> list[str]:
     """The bag player's command line: `ros2 bag play` (a ROS install) or the package's `bag-replay`.

@@ -28,7 +28,6 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.clock import Clock, ClockType
-from rclpy.duration import Duration
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
@@ -36,11 +35,12 @@ from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2
-from std_msgs.msg import ColorRGBA, String
+from std_msgs.msg import String
 from visualization_msgs.msg import Marker
 
 from .backends import ModelLoadError, load_captioner
 from .backends.caption_settings import CaptionSettingsError, model_caption_settings
+from .caption_marker import MarkerSettings, fill_text_marker
 from .caption_message import stamp_ns
 from .diagnostics import DiagnosticsReporter
 from .frame_slots import Frame, FrameSlots
@@ -94,7 +94,6 @@ class CaptionNode(Node):
             else:
                 self.create_subscription(Image, f"{camera}/image", functools.partial(self._on_image, camera),
                                          qos_profile_sensor_data)
-        self.marker_lifetime = Duration(seconds=p.marker_lifetime_s).to_msg()
         self.diagnostics = DiagnosticsReporter(self.get_fully_qualified_name(), p.stale_timeout_s)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS)
         self.create_timer(1.0, self._publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
@@ -169,13 +168,8 @@ class CaptionNode(Node):
         for result in results:
             caption_pub, marker_pub, _ = self.outputs[result.frame.camera]
             caption_pub.publish(String(data=json.dumps(result.record)))
-            marker = Marker(header=result.frame.header, ns=result.frame.camera, id=0, type=Marker.TEXT_VIEW_FACING,
-                            action=Marker.ADD, text=result.caption, color=ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0),
-                            lifetime=self.marker_lifetime)
-            marker.pose.position.z = self.params.marker_distance_m
-            marker.pose.orientation.w = 1.0
-            marker.scale.z = self.params.marker_text_height_m
-            marker_pub.publish(marker)
+            marker_pub.publish(fill_text_marker(Marker(), result.frame.header, result.frame.camera, result.caption,
+                                                MarkerSettings.from_params(self.params)))
         for result in results:
             overlay_pub = self.outputs[result.frame.camera][2]
             if overlay_pub is not None and overlay_pub.get_subscription_count() > 0:

@@ -6,12 +6,23 @@ import textwrap
 
 import numpy as np
 
+OVERLAY_WIDTH = 640
+"""Width caption-bag scales its overlays to: legible text on a small frame (a 64-px frame would otherwise be all
+caption), and a captioned bag of 12 MP photos no larger than it needs to be for a viewer panel."""
 
-def draw_caption(image_rgb: np.ndarray, text: str) -> np.ndarray:
-    """A copy of `image_rgb` (H, W, 3 uint8) with `text` wrapped on a dark band along the bottom edge."""
+
+def draw_caption(image_rgb: np.ndarray, text: str, width: int | None = None) -> np.ndarray:
+    """A copy of `image_rgb` (H, W, 3 uint8) with `text` wrapped on a dark band along the bottom edge.
+
+    `width`: scale the picture to this width first (aspect ratio kept); None keeps the source size (the node).
+    """
     import cv2
 
     canvas = np.array(image_rgb, dtype=np.uint8, copy=True, order="C")
+    if width is not None and canvas.shape[1] != width:
+        height = max(1, round(canvas.shape[0] * width / canvas.shape[1]))
+        shrinking = width < canvas.shape[1]
+        canvas = cv2.resize(canvas, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
     height, width = canvas.shape[:2]
     font = cv2.FONT_HERSHEY_SIMPLEX
     scale = max(0.35, width / 1280.0)

@@ -9,7 +9,6 @@ exits (non-zero when it failed) and when the node exits with an error. Every cap
 (cameras, max_rate_hz, fastdds_profile, ...); `--show-args` lists them.
 """
 
-import shutil
 
 from launch import LaunchDescription
 from launch.actions import (
@@ -43,9 +42,9 @@ def _player(context):
     config = PathJoinSubstitution([FindPackageShare(PACKAGE), "config"]).perform(context)
     env = launch_args.fastdds_profile_env(arg("fastdds_profile"), f"{config}/fastdds_large_data.xml")
     if cmd[0] == "ros2":
-        if shutil.which("ros2") is None:
-            raise launch_args.LaunchArgumentError("player:=ros2bag needs `ros2 bag` (a ROS install with rosbag2); "
-                                                  "use player:=bag-replay")
+        missing = launch_args.ros2bag_missing()
+        if missing:
+            raise launch_args.LaunchArgumentError(missing)
         player = ExecuteProcess(cmd=cmd, name="ros2_bag_play", additional_env=env, output="screen")
     else:
         player = Node(package=PACKAGE, executable=cmd[0], arguments=cmd[1:], additional_env=env, output="screen")

@@ -39,3 +39,12 @@ def require_module(name: str):
         return importlib.import_module(name)
     except ImportError as exc:
         unavailable(f"{name} is not installed ({exc})")
+
+
+def flip_byte(path: Path, offset: int = 100) -> None:
+    """Corrupt `path` in place by inverting one byte: a file whose size is right and whose content is not."""
+    with open(path, "r+b") as handle:
+        handle.seek(offset)
+        byte = handle.read(1)
+        handle.seek(offset)
+        handle.write(bytes([byte[0] ^ 0xFF]))

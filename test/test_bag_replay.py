@@ -1,10 +1,13 @@
 """bag-replay over real DDS on loopback, alone and feeding the caption node (replay -> node -> recorded captions)."""
 
 import json
+import signal
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import recorded_bags
 from ros_helpers import NodeProcess, counters_balance
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CompressedImage, PointCloud2
@@ -108,7 +111,105 @@ def _check_matched(record: dict | None, image_stamp: int, recorded: dict, offset
     return 1
 
 
-def test_replay_of_a_missing_bag_is_one_error_line(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "blip_caption_ros.bag_replay", str(tmp_path / "none")],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2 and "no such bag" in result.stderr and "Traceback" not in result.stderr
+# --- bags shaped like real recordings (recorded_bags) ---
+
+
+def _collect(probe, msg_type, topic, depth=1000):
+    from rclpy.qos import QoSProfile
+
+    received = []
+    probe.node.create_subscription(msg_type, topic, received.append, QoSProfile(depth=depth))
+    return received
+
+
+def _replay_until_done(probe, replay, predicate=lambda: True, timeout=60):
+    try:
+        probe.spin_until(lambda: replay.poll() is not None and predicate(), timeout, "the replay")
+    finally:
+        if replay.poll() is None:
+            replay.kill()
+    return replay.stdout.read()
+
+
+def test_split_bag_replays_every_message_including_before_starting_time(probe, tmp_path):
+    sent = recorded_bags.split_sqlite3_bag(tmp_path / "split")
+    a, b = _collect(probe, String, "/a"), _collect(probe, String, "/b")
+    replay = start_replay(tmp_path / "split", "--rate", "4", "--wait-for", "/a", "/b")
+    output = _replay_until_done(probe, replay, lambda: len(a) + len(b) == len(sent))
+    assert replay.returncode == 0, output
+    assert [m.data for m in a] == [text for topic, _, text in sent if topic == "/a"]
+    assert [m.data for m in b] == [text for topic, _, text in sent if topic == "/b"]
+    assert "/a: published 60" in output and "/b: published 60" in output
+
+
+def test_a_burst_recorded_at_one_instant_is_not_dropped(probe, tmp_path):
+    texts = recorded_bags.burst_bag(tmp_path / "burst")
+    received = _collect(probe, String, "/burst")
+    replay = start_replay(tmp_path / "burst", "--wait-for", "/burst")
+    output = _replay_until_done(probe, replay, lambda: len(received) == len(texts))
+    assert replay.returncode == 0, output
+    assert [m.data for m in received] == texts
+
+
+def test_driver_bag_publishes_what_is_installed_and_names_the_rest(probe, tmp_path):
+    recorded_bags.driver_bag(tmp_path / "drive", frames=5, zero_stamps=True)
+    images = _collect(probe, CompressedImage, recorded_bags.COMPRESSED_TOPIC)
+    replay = start_replay(tmp_path / "drive", "--rate", "2", "--wait-for", recorded_bags.COMPRESSED_TOPIC)
+    output = _replay_until_done(probe, replay, lambda: len(images) == 5)
+    assert replay.returncode == 0, output
+    assert f"{recorded_bags.COMPRESSED_TOPIC}: published 5 (5 stamped with receive time)" in output
+    assert "/radar/status: skipped 5: message type acme_msgs/msg/RadarStatus is not installed" in output
+    assert output.count("zero header stamps") == 2  # once per camera topic, not per message
+    # Zero stamps are replaced by the receive time, 100 ms apart as recorded.
+    assert [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in images] == [
+        recorded_bags.START_NS + i * 100_000_000 for i in range(5)]
+    asked = subprocess.run([sys.executable, "-m", "blip_caption_ros.bag_replay", str(tmp_path / "drive"),
+                            "--topics", "/radar/status", "/nothing"], cwd=REPO, capture_output=True, text=True,
+                           timeout=60)
+    assert asked.returncode == 1 and "/nothing: skipped 0: not in the bag" in asked.stderr
+    assert "error: nothing was published" in asked.stderr and "Traceback" not in asked.stderr
+
+
+def test_ros1_bag_replays_as_ros2_messages(probe, tmp_path):
+    written = recorded_bags.ros1_bag(tmp_path / "drive.bag")
+    images = _collect(probe, CompressedImage, recorded_bags.COMPRESSED_TOPIC)
+    replay = start_replay(tmp_path / "drive.bag", "--rate", "5", "--wait-for", recorded_bags.COMPRESSED_TOPIC)
+    output = _replay_until_done(probe, replay, lambda: len(images) == 6)
+    assert replay.returncode == 0, output
+    expected = [m for _, m in written[recorded_bags.COMPRESSED_TOPIC]]
+    assert [(m.header.stamp.sec, bytes(m.data)) for m in images] == [
+        (m.header.stamp.sec, bytes(m.data)) for m in expected]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_playback_with_exit_0_and_no_traceback(probe, tmp_path, signum):
+    recorded_bags.driver_bag(tmp_path / "drive", frames=50, period_ns=200_000_000)  # 10 s
+    images = _collect(probe, CompressedImage, recorded_bags.COMPRESSED_TOPIC)
+    replay = start_replay(tmp_path / "drive", "--wait-for", recorded_bags.COMPRESSED_TOPIC)
+    try:
+        probe.spin_until(lambda: len(images) >= 2, 30, "the first frames")
+        replay.send_signal(signum)
+        output, _ = replay.communicate(timeout=20)
+    finally:
+        if replay.poll() is None:
+            replay.kill()
+    assert replay.returncode == 0 and "Traceback" not in output and "(stopped)" in output, output
+
+
+def test_frames_above_the_measured_transport_limit_are_announced(tmp_path):
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    from blip_caption_ros.bag_replay import LARGE_MESSAGE_BYTES
+
+    store = recorded_bags.ros2_store()
+    side = int((LARGE_MESSAGE_BYTES / 3) ** 0.5) + 8  # an rgb8 frame just above the limit
+    with Writer(tmp_path / "big", version=8, storage_plugin=StoragePlugin.MCAP) as writer:
+        conn = writer.add_connection("/camera/image_raw", "sensor_msgs/msg/Image", typestore=store)
+        msg = recorded_bags.raw_image(store, recorded_bags.START_NS, 0)
+        msg.height = msg.width = side
+        msg.step, msg.data = side * 3, np.zeros(side * side * 3, np.uint8)
+        writer.write(conn, recorded_bags.START_NS, store.serialize_cdr(msg, msg.__msgtype__))
+    result = subprocess.run([sys.executable, "-m", "blip_caption_ros.bag_replay", str(tmp_path / "big")], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "/camera/image_raw: messages up to 16." in result.stderr and "expect losses" in result.stderr

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import sqlite3
 import subprocess
 import sys
 import warnings
@@ -9,10 +10,14 @@ import warnings
 import cv2
 import numpy as np
 import pytest
+import recorded_bags
+import yaml
 
 from blip_caption_ros import bag_io
+from blip_caption_ros.caption_marker import MarkerSettings
 from blip_caption_ros.sensors import summarize_lidar, summarize_radar
 from blip_train.datasets.synthetic import generate_dataset
+from blip_train.drives import bag_messages
 from blip_train.drives.bdd_to_bag import ConversionError, images_to_bag, video_to_bag
 from blip_train.drives.synthetic_drive import DriveConfig, write_drive
 
@@ -25,14 +30,16 @@ def _sample_messages():
     cloud["x"] = np.arange(5) + 1.5
     cloud["velocity"] = -2.0
     return {
-        "/cam/image": bag_io.image_msg(rgb, STAMP, "cam"),
+        "/cam/image": bag_messages.image_msg(rgb, STAMP, "cam"),
         "/cam/image/compressed": bag_io.compressed_msg(rgb, STAMP, "cam"),
-        "/radar/points": bag_io.pointcloud_msg(cloud, STAMP, "radar"),
-        "/gps/fix": bag_io.navsat_msg(STAMP, 37.5, -122.25, 12.0, horizontal_accuracy_m=3.0),
-        "/imu/data": bag_io.imu_msg(STAMP, (0.1, 0.2, 9.8), (0.01, 0.02, 0.03)),
-        "/vehicle/twist": bag_io.twist_msg(STAMP, 7.5),
+        "/radar/points": bag_messages.pointcloud_msg(cloud, STAMP, "radar"),
+        "/gps/fix": bag_messages.navsat_msg(STAMP, 37.5, -122.25, 12.0, horizontal_accuracy_m=3.0),
+        "/imu/data": bag_messages.imu_msg(STAMP, (0.1, 0.2, 9.8), (0.01, 0.02, 0.03)),
+        "/vehicle/twist": bag_messages.twist_msg(STAMP, 7.5),
         "/cam/caption": bag_io.string_msg('{"caption": "a car ahead"}'),
-        "/cam/caption/marker": bag_io.text_marker_msg("a car ahead", STAMP, "cam"),
+        "/cam/caption/marker": bag_io.text_marker_msg("a car ahead", STAMP, "cam", "cam",
+                                                      MarkerSettings(distance_m=5.0, text_height_m=0.4,
+                                                                     lifetime_s=1.5)),
     }
 
 
@@ -61,7 +68,9 @@ def test_every_message_type_round_trips_by_field(tmp_path, storage):
     assert received["/vehicle/twist"].twist.linear.x == 7.5
     assert received["/cam/caption"].data == '{"caption": "a car ahead"}'
     marker = received["/cam/caption/marker"]
-    assert marker.text == "a car ahead" and marker.type == marker.TEXT_VIEW_FACING
+    assert marker.text == "a car ahead" and marker.type == marker.TEXT_VIEW_FACING and marker.ns == "cam"
+    assert (marker.pose.position.z, marker.scale.z) == (5.0, pytest.approx(0.4))
+    assert (marker.lifetime.sec, marker.lifetime.nanosec) == (1, 500_000_000)
 
 
 def test_bags_decode_with_rclpy_and_the_mcap_ros2_reader(tmp_path):
@@ -202,3 +211,125 @@ def test_bdd_to_bag_cli_errors_without_traceback(tmp_path):
     assert result.returncode == 2 and "error:" in result.stderr and "none.mov" in result.stderr
     assert "Traceback" not in result.stderr
     shutil.rmtree(tmp_path / "bag", ignore_errors=True)
+
+
+# --- storages as rosbag2 writes them on Humble, Jazzy and Kilted (recorded_bags builds them from scratch) ---
+
+
+def test_split_sqlite3_bag_reads_every_file_including_before_starting_time(tmp_path):
+    sent = recorded_bags.split_sqlite3_bag(tmp_path / "split")
+    with bag_io.BagReader(tmp_path / "split") as reader:
+        assert reader.message_count == len(sent) == 120
+        received = [(m.topic, m.time_ns, reader.decode(m).data) for m in reader.messages()]
+    assert received == sent  # all three files, in time order, the first two before metadata's starting_time
+
+
+@pytest.mark.parametrize("mode", ["file", "message"])
+def test_zstd_compressed_bags_are_read(tmp_path, mode):
+    import zstandard
+
+    written = recorded_bags.driver_bag(tmp_path / "bag", storage="sqlite3", frames=4)
+    (db,) = (tmp_path / "bag").glob("*.db3")
+    metadata_path = tmp_path / "bag" / "metadata.yaml"
+    metadata = yaml.safe_load(metadata_path.read_text())
+    info = metadata["rosbag2_bagfile_information"]
+    compressor = zstandard.ZstdCompressor()
+    if mode == "file":
+        db.with_name(db.name + ".zstd").write_bytes(compressor.compress(db.read_bytes()))
+        db.unlink()
+        info["relative_file_paths"] = [db.name + ".zstd"]
+    else:
+        with sqlite3.connect(db) as connection:
+            for row_id, data in connection.execute("SELECT id, data FROM messages").fetchall():
+                connection.execute("UPDATE messages SET data = ? WHERE id = ?", (compressor.compress(data), row_id))
+    info.update(compression_format="zstd", compression_mode=mode.upper())
+    metadata_path.write_text(yaml.safe_dump(metadata))
+    with bag_io.BagReader(tmp_path / "bag") as reader:
+        images = [reader.decode(m) for m in reader.messages([recorded_bags.COMPRESSED_TOPIC])]
+        events = [bytes(m.raw) for m in reader.messages([recorded_bags.SERVICE_EVENT_TOPIC])]
+    assert [bytes(i.data) for i in images] == [bytes(m.data) for _, m in written[recorded_bags.COMPRESSED_TOPIC]]
+    assert events == [e for _, e in written[recorded_bags.SERVICE_EVENT_TOPIC]]
+
+
+@pytest.mark.parametrize("storage", bag_io.STORAGES)
+def test_vendor_types_and_service_events_keep_their_definitions(tmp_path, storage):
+    written = recorded_bags.driver_bag(tmp_path / "bag", storage=storage, frames=3)
+    with bag_io.BagReader(tmp_path / "bag") as reader:
+        info = reader.topic_info
+        raw = {}
+        for m in reader.messages():
+            raw.setdefault(m.topic, []).append(bytes(m.raw))
+    assert info[recorded_bags.SERVICE_EVENT_TOPIC].definition == recorded_bags.SERVICE_EVENT_DEFINITION
+    heartbeat = info["/heartbeat"]  # a type without fields: an empty definition, which is still a definition
+    assert (heartbeat.definition, heartbeat.definition_encoding) == ("", "ros2msg")
+    assert info["/radar/status"].msgtype == recorded_bags.VENDOR_TYPE
+    assert "uint32 tracks" in info["/radar/status"].definition
+    assert raw[recorded_bags.SERVICE_EVENT_TOPIC] == [e for _, e in written[recorded_bags.SERVICE_EVENT_TOPIC]]
+    assert {t: len(m) for t, m in raw.items()} == {t: len(m) for t, m in written.items()}
+
+
+def test_ros1_bag_is_read_as_cdr_that_rclpy_decodes(tmp_path):
+    from rclpy.serialization import deserialize_message
+    from sensor_msgs.msg import CompressedImage
+
+    written = recorded_bags.ros1_bag(tmp_path / "drive.bag")
+    with bag_io.BagReader(tmp_path / "drive.bag") as reader:
+        assert reader.is_ros1 and reader.message_count == 12
+        images = [deserialize_message(bytes(m.raw), CompressedImage)
+                  for m in reader.messages([recorded_bags.COMPRESSED_TOPIC])]
+        assert "int32 sec" in reader.topic_info["/radar/status"].definition  # ROS 2 form: no Header.seq
+    expected = [m for _, m in written[recorded_bags.COMPRESSED_TOPIC]]
+    assert [(i.header.stamp.sec, i.header.stamp.nanosec, i.header.frame_id) for i in images] == [
+        (m.header.stamp.sec, m.header.stamp.nanosec, m.header.frame_id) for m in expected]
+    assert [bytes(i.data) for i in images] == [bytes(m.data) for m in expected]
+
+
+def test_files_that_are_not_bags_are_one_line_errors(tmp_path):
+    text = tmp_path / "notes.mcap"
+    text.write_text("hello")
+    with pytest.raises(bag_io.BagError, match="neither a rosbag2") as error:
+        bag_io.BagReader(text)
+    assert "\n" not in str(error.value)
+    listed = tmp_path / "listed"
+    listed.mkdir()
+    (listed / "metadata.yaml").write_text(yaml.safe_dump({"rosbag2_bagfile_information": {
+        "version": 5, "relative_file_paths": ["listed_0.db3"]}}))
+    with pytest.raises(bag_io.BagError, match="missing: listed_0.db3"):
+        bag_io.BagReader(listed)
+
+
+@pytest.mark.parametrize("storage", bag_io.STORAGES)
+def test_metadata_version_9_with_list_form_qos_is_read(tmp_path, storage):
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    store = recorded_bags.ros2_store()
+    never = QosTime(sec=0, nsec=0)
+    qos = Qos(QosHistory.KEEP_LAST, 7, QosReliability.BEST_EFFORT, QosDurability.TRANSIENT_LOCAL, never, never,
+              QosLiveliness.AUTOMATIC, never, False)
+    plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+    with Writer(tmp_path / "bag", version=9, storage_plugin=plugin) as writer:
+        conn = writer.add_connection("/status", recorded_bags.VENDOR_TYPE, typestore=store, offered_qos_profiles=[qos])
+        for i in range(3):
+            msg = recorded_bags.vendor(store, recorded_bags.START_NS + i, i)
+            writer.write(conn, recorded_bags.START_NS + i, store.serialize_cdr(msg, recorded_bags.VENDOR_TYPE))
+    assert yaml.safe_load((tmp_path / "bag" / "metadata.yaml").read_text())[
+        "rosbag2_bagfile_information"]["version"] == 9
+    with bag_io.BagReader(tmp_path / "bag") as reader:
+        assert len(list(reader.messages())) == 3
+        offered = yaml.safe_load(reader.topic_info["/status"].offered_qos_profiles)
+    assert offered[0]["depth"] == 7 and offered[0]["reliability"] in (2, "best_effort")
+
+
+@pytest.mark.parametrize("storage", bag_io.STORAGES)
+def test_start_and_end_are_the_first_and_last_message(tmp_path, storage):
+    written = recorded_bags.driver_bag(tmp_path / "bag", storage=storage, frames=4)
+    times = [t for messages in written.values() for t, _ in messages]
+    with bag_io.BagReader(tmp_path / "bag") as reader:
+        assert (reader.start_ns, reader.end_ns) == (min(times), max(times))
+    sent = recorded_bags.split_sqlite3_bag(tmp_path / "split")
+    with bag_io.BagReader(tmp_path / "split") as reader:  # metadata's starting_time is later; the files decide
+        assert (reader.start_ns, reader.end_ns) == (sent[0][1], sent[-1][1])
+    recorded_bags.ros1_bag(tmp_path / "drive.bag", frames=3)
+    with bag_io.BagReader(tmp_path / "drive.bag") as reader:
+        assert reader.end_ns - reader.start_ns == 1_000_000_000

@@ -6,10 +6,11 @@ import sys
 
 import numpy as np
 import pytest
+import recorded_bags
 
 from blip_caption_ros import bag_io
 from blip_caption_ros.backends import CaptionerConfig, load_captioner
-from blip_caption_ros.caption_bag import caption_bag, decode_image
+from blip_caption_ros.caption_bag import camera_topics, caption_bag, decode_image
 from blip_caption_ros.sensors import summarize_lidar, summarize_radar
 
 
@@ -133,3 +134,117 @@ def test_cli_errors_name_the_input(drive, tiny_blip_dir, tmp_path):
     for result in (missing_model, bad_bag):
         assert "Traceback" not in result.stderr
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+# --- bags shaped like real recordings (recorded_bags): vendor types, driver names, no definitions, ROS 1 ---
+
+
+def _mcap_decoded(out):
+    """topic -> decoded messages of an output bag, through the ROS 2 MCAP reader (which needs each definition)."""
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+
+    (mcap_file,) = out.glob("*.mcap")
+    decoded = {}
+    with mcap_file.open("rb") as f:
+        for _, channel, _, msg in make_reader(f, decoder_factories=[DecoderFactory()]).iter_decoded_messages(
+                topics=["/radar/status"]):
+            decoded.setdefault(channel.topic, []).append(msg)
+    return decoded
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_driver_bag_with_vendor_types_and_service_events_is_captioned_and_copied(captioner, tmp_path, storage):
+    written = recorded_bags.driver_bag(tmp_path / "in", storage=storage)
+    stats = caption_bag(tmp_path / "in", tmp_path / "out", captioner, rate_hz=0)
+    # Cameras found by type under driver names: /camera/color/image_raw -> camera/color, .../compressed -> camera.
+    assert stats.captioned == {"camera/color": 10, "camera": 10} and not stats.skipped
+    with bag_io.BagReader(tmp_path / "in") as source, bag_io.BagReader(tmp_path / "out") as out:
+        source_raw = {}
+        for m in source.messages():
+            source_raw.setdefault(m.topic, []).append((m.time_ns, bytes(m.raw)))
+        out_raw = {}
+        for m in out.messages():
+            out_raw.setdefault(m.topic, []).append((m.time_ns, bytes(m.raw)))
+        assert out.topics[recorded_bags.SERVICE_EVENT_TOPIC] == recorded_bags.SERVICE_EVENT_TYPE
+        assert out.topic_info["/radar/status"].definition.startswith(recorded_bags.VENDOR_DEFINITION.split("\n")[0])
+    for topic, messages in source_raw.items():  # every input message copied unchanged, at its receive time
+        assert out_raw[topic] == messages and len(messages) == len(written[topic])
+    assert len(out_raw["/camera/color/caption"]) == len(out_raw["/camera/caption"]) == 10
+    # The vendor type decodes from the output with the definition the input bag carried.
+    assert [m.tracks for m in _mcap_decoded(tmp_path / "out")["/radar/status"]] == list(range(10))
+
+
+def test_a_bag_without_definitions_copies_known_types_and_names_the_rest(captioner, tmp_path, capsys):
+    recorded_bags.driver_bag(tmp_path / "in", storage="sqlite3")
+    recorded_bags.drop_definitions(tmp_path / "in")  # as Humble's sqlite3 bags
+    stats = caption_bag(tmp_path / "in", tmp_path / "out", captioner, rate_hz=0)
+    assert {topic: count for topic, (_, count) in stats.skipped.items()} == {
+        "/radar/status": 10, "/heartbeat": 10, recorded_bags.SERVICE_EVENT_TOPIC: 4}
+    assert all("no definition" in reason for reason, _ in stats.skipped.values())
+    err = capsys.readouterr().err
+    assert err.count("not copying /radar/status") == 1  # named once, not per message
+    assert stats.copied == {recorded_bags.IMAGE_TOPIC: 10, recorded_bags.COMPRESSED_TOPIC: 10}
+    with bag_io.BagReader(tmp_path / "out") as out:
+        assert "/radar/status" not in out.topics and len(list(out.messages(["/camera/caption"]))) == 10
+
+
+def test_cameras_are_chosen_by_name_or_topic_and_renamed():
+    topics = {recorded_bags.IMAGE_TOPIC: "sensor_msgs/msg/Image",
+              recorded_bags.COMPRESSED_TOPIC: "sensor_msgs/msg/CompressedImage",
+              "/front/image": "sensor_msgs/msg/Image", "/front/image/compressed": "sensor_msgs/msg/CompressedImage",
+              "/radar/status": recorded_bags.VENDOR_TYPE}
+    assert camera_topics(topics) == {recorded_bags.IMAGE_TOPIC: "camera/color", "/front/image": "front",
+                                     recorded_bags.COMPRESSED_TOPIC: "camera"}
+    assert camera_topics(topics, ["front"]) == {"/front/image": "front"}
+    assert camera_topics(topics, [recorded_bags.COMPRESSED_TOPIC]) == {recorded_bags.COMPRESSED_TOPIC: "camera"}
+    assert camera_topics(topics, None, {"left": recorded_bags.COMPRESSED_TOPIC}) == {
+        recorded_bags.COMPRESSED_TOPIC: "left"}
+    with pytest.raises(bag_io.BagError) as error:
+        camera_topics(topics, ["rear"])
+    for expected in ("matching rear", "/camera/color/image_raw (camera/color)", "--camera NAME=TOPIC"):
+        assert expected in str(error.value)
+    with pytest.raises(bag_io.BagError, match="not an image topic"):
+        camera_topics(topics, None, {"x": "/radar/status"})
+    with pytest.raises(bag_io.BagError, match=r"no topic of type .*\(topics: /radar/status \(acme_msgs"):
+        camera_topics({"/radar/status": recorded_bags.VENDOR_TYPE})
+
+
+def test_cli_camera_flag_renames_and_bad_flags_are_one_line(tiny_blip_dir, tmp_path):
+    recorded_bags.driver_bag(tmp_path / "in", frames=3)
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "blip_caption_ros.caption_bag", str(tmp_path / "in"),
+                               "--model", str(tiny_blip_dir), "--max-new-tokens", "4", *args],
+                              capture_output=True, text=True, timeout=180)
+
+    renamed = run("--out", str(tmp_path / "a"), "--camera", f"front={recorded_bags.COMPRESSED_TOPIC}", "--rate", "0")
+    assert renamed.returncode == 0, renamed.stderr
+    with bag_io.BagReader(tmp_path / "a") as out:
+        assert len(list(out.messages(["/front/caption"]))) == 3 and "/camera/caption" not in out.topics
+    for flags, expected in ((["--camera", "front"], "expected NAME=TOPIC"),
+                            (["--cameras", "rear"], "image topics (camera name):")):
+        result = run("--out", str(tmp_path / "b"), *flags)
+        assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr
+        assert not (tmp_path / "b").exists()
+
+
+def test_zero_stamps_are_timed_by_receive_time_and_said_once(captioner, tmp_path, capsys):
+    recorded_bags.driver_bag(tmp_path / "in", frames=25, zero_stamps=True)  # 2.5 s at 10 Hz, every stamp 0
+    stats = caption_bag(tmp_path / "in", tmp_path / "out", captioner, rate_hz=1.0, cameras=["camera"])
+    assert stats.captioned == {"camera": 3}  # at 0, 1.0 and 2.0 s; not once for the whole drive
+    assert stats.receive_time_stamps[recorded_bags.COMPRESSED_TOPIC] == 25
+    assert capsys.readouterr().err.count("zero header stamps") == 1
+    records = [json.loads(m.data) for _, m in _read(tmp_path / "out", ["/camera/caption"])["/camera/caption"]]
+    stamps = [r["stamp"]["sec"] * 10**9 + r["stamp"]["nanosec"] for r in records]
+    assert stamps == [recorded_bags.START_NS + i * 1_000_000_000 for i in range(3)]
+
+
+def test_ros1_bag_is_converted_captioned_and_copied(captioner, tmp_path):
+    written = recorded_bags.ros1_bag(tmp_path / "drive.bag")
+    stats = caption_bag(tmp_path / "drive.bag", tmp_path / "out", captioner, rate_hz=0)
+    assert stats.captioned == {"camera": 6} and not stats.skipped
+    records = [json.loads(m.data) for _, m in _read(tmp_path / "out", ["/camera/caption"])["/camera/caption"]]
+    assert [r["stamp"]["sec"] * 10**9 + r["stamp"]["nanosec"] for r in records] == [
+        t for t, _ in written[recorded_bags.COMPRESSED_TOPIC]]
+    assert [m.tracks for m in _mcap_decoded(tmp_path / "out")["/radar/status"]] == list(range(6))

@@ -143,3 +143,14 @@ def test_launch_args_imports_neither_launch_nor_rclpy():
             "print(sorted(m for m in ('launch', 'launch_ros', 'rclpy', 'torch') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert result.stdout.strip() == "[]", result.stderr
+
+
+def test_ros2bag_player_says_what_is_missing(monkeypatch, tmp_path):
+    """ros2cli without rosbag2 gives the package's own line, not ros2cli's usage error for an unknown verb."""
+    ros2 = tmp_path / "ros2"
+    ros2.write_text("#!/bin/sh\nexit 2\n")
+    ros2.chmod(0o755)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert "no `ros2` on PATH" in launch_args.ros2bag_missing()
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert "without rosbag2" in launch_args.ros2bag_missing()  # no ros2bag package in this environment

@@ -6,6 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
+from support import flip_byte
 
 from blip_caption_ros.backends import CaptionerConfig, ModelLoadError, load_captioner
 from blip_caption_ros.backends.engine_manifest import ONNX_MANIFEST, file_hashes
@@ -58,11 +59,7 @@ def _load(model, **config):
 
 def test_changed_missing_or_broken_files_are_refused(export_dir, tmp_path):
     copy = _copy(export_dir, tmp_path)
-    with open(copy / "decoder.onnx", "r+b") as handle:  # one flipped byte
-        handle.seek(100)
-        byte = handle.read(1)
-        handle.seek(100)
-        handle.write(bytes([byte[0] ^ 0xFF]))
+    flip_byte(copy / "decoder.onnx")
     assert "decoder.onnx does not match the manifest" in _load(copy)
 
     (copy / "decoder.split.onnx").write_bytes(b"not an onnx model")  # broken, with a manifest that agrees

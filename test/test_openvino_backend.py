@@ -6,7 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
-from support import require_module
+from support import flip_byte, require_module
 
 from blip_caption_ros.backends import CaptionerConfig, ModelLoadError, load_captioner
 from blip_caption_ros.backends.engine_manifest import ONNX_MANIFEST, file_hashes
@@ -134,11 +134,7 @@ def test_node_parameters_check_device_and_precision_per_backend():
 def test_changed_or_broken_files_are_refused(export_dir, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(export_dir, copy, ignore=shutil.ignore_patterns("int8"))
-    with open(copy / "vision.onnx", "r+b") as handle:  # one flipped byte
-        handle.seek(100)
-        byte = handle.read(1)
-        handle.seek(100)
-        handle.write(bytes([byte[0] ^ 0xFF]))
+    flip_byte(copy / "vision.onnx")
     assert "vision.onnx does not match the manifest" in _load_error(copy)
     (copy / "decoder.split.onnx").write_bytes(b"not an onnx model")  # broken, with a manifest that agrees
     manifest = json.loads((copy / ONNX_MANIFEST).read_text())

@@ -14,6 +14,7 @@ from blip_caption_ros.backends.caption_settings import PROMPT_FILE, model_captio
 from blip_caption_ros.backends.decoding import tidy_caption
 from blip_caption_ros.caption_bag import caption_bag
 from blip_train.datasets.synthetic import generate_dataset
+from blip_train.drives import bag_messages
 from blip_train.train import main as train_main
 
 S, MS = 1_000_000_000, 1_000_000
@@ -90,7 +91,7 @@ def test_node_caption_bag_eval_and_onnxruntime_publish_the_same_strings(checkpoi
     bag = tmp_path / "drive"
     with bag_io.BagWriter(bag, storage="mcap") as writer:
         for stamp, rgb in zip(stamps, arrays, strict=True):
-            writer.write("/front/image", stamp, bag_io.image_msg(rgb, stamp, "front"))
+            writer.write("/front/image", stamp, bag_messages.image_msg(rgb, stamp, "front"))
     caption_bag(bag, tmp_path / "captioned", load_captioner(CaptionerConfig(model=str(directory))), rate_hz=0,
                 lidar_topic="", radar_topic="", overlay=False)
     with bag_io.BagReader(tmp_path / "captioned") as reader:

@@ -19,6 +19,7 @@ from blip_train.datasets.bdd100k import load_frames
 from blip_train.datasets.bddx import BddxFormatError, load_bddx
 from blip_train.datasets.cityscapes import load_cityscapes
 from blip_train.datasets.records import LabelFormatError
+from blip_train.drives import bag_messages
 from blip_train.drives.bdd_to_bag import ConversionError, load_info
 
 FRAME = {"name": "a.jpg", "attributes": {"weather": "clear", "scene": "highway", "timeofday": "daytime"},
@@ -150,8 +151,8 @@ def test_raw_image_pixel_limit(monkeypatch):
 def test_oversized_bag_message_is_refused(tmp_path, monkeypatch):
     path = tmp_path / "bag"
     with bag_io.BagWriter(path) as bag:
-        bag.write("/front/image", 1, bag_io.image_msg(np.zeros((4, 4, 3), np.uint8), 1, "cam"))
-        bag.write("/front/image", 2, bag_io.image_msg(np.zeros((40, 40, 3), np.uint8), 2, "cam"))
+        bag.write("/front/image", 1, bag_messages.image_msg(np.zeros((4, 4, 3), np.uint8), 1, "cam"))
+        bag.write("/front/image", 2, bag_messages.image_msg(np.zeros((40, 40, 3), np.uint8), 2, "cam"))
     monkeypatch.setenv("BLIP_MAX_BAG_MESSAGE_BYTES", "1000")
     with bag_io.BagReader(path) as reader:
         messages = reader.messages()

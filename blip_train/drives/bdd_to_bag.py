@@ -35,6 +35,7 @@ from blip_caption_ros.progress import progress_bar
 from blip_train.captions import caption_frame
 from blip_train.datasets.bdd100k import find_label_file, image_path, load_frames
 from blip_train.datasets.records import INFO_FILE_BYTES, LabelFormatError
+from blip_train.drives import bag_messages
 
 
 class ConversionError(RuntimeError):
@@ -105,12 +106,12 @@ def write_info_messages(bag: bag_io.BagWriter, info: dict, info_path: Path) -> N
         if not (np.isfinite(lat) and np.isfinite(lon)):
             continue
         accuracy = _number(fix, "horizontal accuracy", "accuracy")
-        bag.write("/gps/fix", stamp, bag_io.navsat_msg(
+        bag.write("/gps/fix", stamp, bag_messages.navsat_msg(
             stamp, lat, lon, _number(fix, "altitude", default=0.0),
             horizontal_accuracy_m=accuracy if np.isfinite(accuracy) and accuracy >= 0 else None))
         speed = _number(fix, "speed")
         if np.isfinite(speed) and speed >= 0:
-            bag.write("/vehicle/twist", stamp, bag_io.twist_msg(stamp, speed))
+            bag.write("/vehicle/twist", stamp, bag_messages.twist_msg(stamp, speed))
     gyro = _samples(info, "gyro", info_path)
     gyro_times = np.array([g["timestamp"] for g in gyro], dtype=float)
     for acc in _samples(info, "accelerometer", info_path):
@@ -121,7 +122,7 @@ def write_info_messages(bag: bag_io.BagWriter, info: dict, info_path: Path) -> N
                 g = gyro[nearest]
                 angular = (_number(g, "x"), _number(g, "y"), _number(g, "z"))
         stamp = int(acc["timestamp"] * 1_000_000)
-        bag.write("/imu/data", stamp, bag_io.imu_msg(
+        bag.write("/imu/data", stamp, bag_messages.imu_msg(
             stamp, linear_acceleration=(_number(acc, "x"), _number(acc, "y"), _number(acc, "z")),
             angular_velocity=angular))
 
@@ -129,7 +130,7 @@ def write_info_messages(bag: bag_io.BagWriter, info: dict, info_path: Path) -> N
 def _camera_message(rgb: np.ndarray, stamp: int, camera: str, raw: bool, quality: int):
     frame_id = f"{camera}_camera"
     if raw:
-        return f"/{camera}/image", bag_io.image_msg(rgb, stamp, frame_id)
+        return f"/{camera}/image", bag_messages.image_msg(rgb, stamp, frame_id)
     return f"/{camera}/image/compressed", bag_io.compressed_msg(rgb, stamp, frame_id, quality)
 
 
@@ -244,9 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConversionError, LabelFormatError, bag_io.BagError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    summary = ", ".join(f"{topic} {n}" for topic, n in sorted(counts.items()))
-    print(f"wrote {args.out}: {summary}", file=sys.stderr)
-    return 0
+    return bag_messages.report_written(args.out, counts)
 
 
 if __name__ == "__main__":

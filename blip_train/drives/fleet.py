@@ -38,6 +38,8 @@ class FleetError(RuntimeError):
 
 @dataclass(frozen=True)
 class Drive:
+    """One input bag of a fleet run and the captioned MCAP it becomes."""
+
     bag: Path
     out: Path
     size_bytes: int
@@ -45,6 +47,8 @@ class Drive:
 
 @dataclass
 class DriveResult:
+    """How one drive went: frames captioned, inputs bad or failed, time taken, or the error that stopped it."""
+
     drive: Drive
     frames: int = 0
     bad_inputs: int = 0
@@ -297,11 +301,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         drives = plan_drives(find_bags(args.inputs), args.out)
         config = captioner_config(args)
+        options = caption_options(args)
     except (FleetError, CaptionSettingsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    options = caption_options(args)
     print(f"caption-bags: {len(drives)} drive(s) -> {args.out}, {args.workers} worker(s)", file=sys.stderr)
     import ray
 

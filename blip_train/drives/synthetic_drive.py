@@ -27,6 +27,7 @@ import numpy as np
 from blip_caption_ros import bag_io
 from blip_caption_ros.progress import progress_bar
 from blip_train.datasets import synthetic
+from blip_train.drives import bag_messages
 
 FOCAL_PX = 900.0
 CAMERA_HEIGHT_M = 1.6  # matches synthetic._scale_at: pixels per metre = (row - horizon) / 1.6
@@ -68,6 +69,8 @@ def default_actors(ego_speed: float) -> list[Actor]:
 
 @dataclass(frozen=True)
 class DriveConfig:
+    """A synthetic drive: its length, ego speed, sensor rates, camera frames and drawn conditions."""
+
     duration_s: float = 20.0
     ego_speed_mps: float = 8.0
     camera_hz: float = 10.0
@@ -183,22 +186,23 @@ def write_drive(out: str | Path, config: DriveConfig = DriveConfig(), storage: s
                 if (config.width, config.height) != (synthetic.WIDTH, synthetic.HEIGHT):
                     rgb = cv2.resize(rgb, (config.width, config.height), interpolation=cv2.INTER_AREA)
                 msg = (bag_io.compressed_msg(rgb, stamp, f"{cam}_camera") if config.compressed
-                       else bag_io.image_msg(rgb, stamp, f"{cam}_camera"))
+                       else bag_messages.image_msg(rgb, stamp, f"{cam}_camera"))
                 bag.write(image_topic, stamp, msg)
-                bag.write("/vehicle/twist", stamp, bag_io.twist_msg(stamp, v))
+                bag.write("/vehicle/twist", stamp, bag_messages.twist_msg(stamp, v))
             elif kind == "lidar":
                 bag.write("/lidar/points", stamp,
-                          bag_io.pointcloud_msg(lidar_points(actors, t, v, rng), stamp, "lidar"))
+                          bag_messages.pointcloud_msg(lidar_points(actors, t, v, rng), stamp, "lidar"))
             elif kind == "radar":
-                bag.write("/radar/points", stamp, bag_io.pointcloud_msg(radar_targets(actors, t, v), stamp, "radar"))
+                bag.write("/radar/points", stamp,
+                          bag_messages.pointcloud_msg(radar_targets(actors, t, v), stamp, "radar"))
             elif kind == "imu":
                 noise = rng.normal(0, 0.02, 3)
-                bag.write("/imu/data", stamp, bag_io.imu_msg(stamp, linear_acceleration=(noise[0], noise[1],
+                bag.write("/imu/data", stamp, bag_messages.imu_msg(stamp, linear_acceleration=(noise[0], noise[1],
                                                                                           9.81 + noise[2]),
                                                              angular_velocity=(0.0, 0.0, 0.0)))
             else:
                 lat = lat0 + v * t / 111_320.0
-                bag.write("/gps/fix", stamp, bag_io.navsat_msg(stamp, lat, lon0, 52.0, horizontal_accuracy_m=5.0))
+                bag.write("/gps/fix", stamp, bag_messages.navsat_msg(stamp, lat, lon0, 52.0, horizontal_accuracy_m=5.0))
         return dict(bag.counts)
 
 
@@ -226,9 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     except bag_io.BagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    summary = ", ".join(f"{topic} {n}" for topic, n in sorted(counts.items()))
-    print(f"wrote {args.out}: {summary}", file=sys.stderr)
-    return 0
+    return bag_messages.report_written(args.out, counts)
 
 
 if __name__ == "__main__":
