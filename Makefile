@@ -6,11 +6,12 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 # The ROS-facing tests (real rclpy and DDS) that run again in the torch-free vehicle environments: node, bag replay,
-# fuzz, faults, lifecycle, startup, encodings end to end, the launch logic, the Fast DDS profile variable, and the
-# torch-free checks themselves.
+# fuzz, faults, lifecycle, managed (lifecycle) node, QoS, startup, encodings end to end, the launch logic, the Fast DDS
+# profile variable, and the torch-free checks themselves.
 ROS_TESTS := test/test_node_pipeline.py test/test_node_startup.py test/test_node_lifecycle.py \
 	test/test_node_faults.py test/test_node_fuzz.py test/test_node_encodings.py test/test_bag_replay.py \
-	test/test_launch_args.py test/test_launch_config.py test/test_torch_free.py
+	test/test_launch_args.py test/test_launch_config.py test/test_node_managed.py test/test_node_qos.py \
+	test/test_torch_free.py
 # The vehicles' Pythons: Jazzy's (Ubuntu 24.04) and Humble's (Ubuntu 22.04). Both run the Jazzy wheels of
 # requirements-jazzy.txt (Humble has none on PyPI), without torch, on the onnxruntime backend.
 JAZZY_PYTHON := 3.12

@@ -1,13 +1,16 @@
 """Health of the caption pipeline as plain (level, message, key/values), for /diagnostics.
 
 Levels follow diagnostic_msgs/DiagnosticStatus: a camera that sends nothing for `stale_after_s` is STALE; bad
-inputs or model failures since the last report are WARN/ERROR. The node turns these into DiagnosticStatus.
+inputs or model failures since the last report are WARN/ERROR, and so are frames that arrive far slower than the
+camera publishes them (lost in transport, or a publisher whose QoS cannot match; input_qos.transport_problem says
+why and how to fix it). The node turns these into DiagnosticStatus.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .input_qos import transport_problem
 from .stats import CameraStats, SensorStats
 
 OK, WARN, ERROR, STALE = 0, 1, 2, 3
@@ -34,12 +37,17 @@ class DiagnosticsReporter:
         self.stale_after_s = stale_after_s
         self._previous: dict[str, dict[str, int]] = {}
 
-    def camera(self, stats: CameraStats) -> Status:
+    def camera(self, stats: CameraStats, reliability: str = "") -> Status:
+        """`reliability`: what the camera's subscription requests now (reported, and named in a QoS problem)."""
         counts = stats.snapshot()
         before = self._previous.get(stats.camera, dict.fromkeys(counts, 0))
         self._previous[stats.camera] = counts
         silent = stats.silent_for()
-        if silent is None:
+        since = {name: counts[name] - before[name] for name in ("received", *CameraStats.TRANSPORT)}
+        transport = transport_problem(since["received"], since["lost"], since["qos_incompatible"], reliability)
+        if transport:
+            level, message = WARN, transport
+        elif silent is None:
             level, message = STALE, "no frames received yet"
         elif silent > self.stale_after_s:
             level, message = STALE, f"no frame for {silent:.1f} s"
@@ -50,6 +58,8 @@ class DiagnosticsReporter:
         else:
             level, message = OK, "captioning"
         values = {name: str(value) for name, value in counts.items()}
+        if reliability:
+            values["subscription_reliability"] = reliability
         values.update({
             "received_hz": _fmt(stats.received_rate.rate_hz()),
             "captioned_hz": _fmt(stats.captioned_rate.rate_hz(), 2),

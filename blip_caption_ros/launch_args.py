@@ -8,7 +8,7 @@ this module carries their logic where plain pytest can test it.
 from __future__ import annotations
 
 import os
-from dataclasses import fields
+from dataclasses import dataclass, fields
 
 import yaml
 
@@ -29,6 +29,10 @@ LAUNCH_SWITCHES = {
     "respawn": ("false", "true: restart the node when it exits (after respawn_delay); false: the launch ends "
                          "when the node exits with an error"),
     "respawn_delay": ("2.0", "seconds before a respawn"),
+    "managed": ("false", "true: start the lifecycle (managed) node, which waits unconfigured for a lifecycle manager "
+                         "(ros2 lifecycle set, Nav2's lifecycle manager) unless autostart:=true"),
+    "autostart": ("false", "with managed:=true: configure and activate the node as soon as its process starts, as "
+                           "Nav2's lifecycle manager does with autostart"),
 }
 LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
 PLAYERS = ("bag-replay", "ros2bag")
@@ -124,6 +128,33 @@ def parameter_overrides(values: dict[str, str]) -> dict[str, object]:
                 raise
             raise LaunchArgumentError(f"{name}:={text!r} is not a{'n' if kind == 'int' else ''} {kind}") from None
     return overrides
+
+
+@dataclass(frozen=True)
+class LifecycleStep:
+    """One transition the launch requests: `transition` (a lifecycle_msgs/Transition label), the transition state
+    it passes through and the state it ends in (how the launch recognises that the step is done)."""
+
+    transition: str
+    through: str
+    goal: str
+
+
+AUTOSTART = (LifecycleStep("configure", "configuring", "inactive"), LifecycleStep("activate", "activating", "active"))
+
+
+def lifecycle_steps(managed: str, autostart: str) -> tuple[LifecycleStep, ...]:
+    """What the launch does with a managed node: nothing (a lifecycle manager drives it), or AUTOSTART, each step
+    requested when the previous one has ended in its goal state (the first when the process starts)."""
+    is_managed, auto = parse_bool("managed", managed), parse_bool("autostart", autostart)
+    if auto and not is_managed:
+        raise LaunchArgumentError("autostart:=true drives the lifecycle of a managed node: add managed:=true")
+    return AUTOSTART if auto else ()
+
+
+def node_arguments(managed: str, log_level: str) -> list[str]:
+    """The executable's arguments (launch_ros' `arguments=`): `--managed` for the lifecycle node, then ROS's."""
+    return (["--managed"] if parse_bool("managed", managed) else []) + ros_arguments(log_level)
 
 
 def ros_arguments(log_level: str) -> list[str]:

@@ -59,8 +59,8 @@ class NodeParams:
     radar_topic: str = _param("radar/points", "radar PointCloud2 topic; empty disables radar summaries")
     max_sensor_offset_ms: float = _param(100.0, "largest |sensor stamp - image stamp| matched to a frame; a "
                                          "sensor further away in time is reported as null")
-    sensor_buffer_size: int = _param(100, "sensor messages kept per topic for matching (must cover the caption "
-                                     "latency at the sensor rate)")
+    sensor_buffer_s: float = _param(10.0, "seconds of sensor messages kept per topic for matching, whatever the "
+                                    "sensor's rate (must cover the longest caption latency)")
     lidar_min_range_m: float = _param(0.1, "LiDAR returns closer than this are ignored (housing, ego vehicle, "
                                       "zero points of drivers without a return)")
     lidar_sector_min_deg: float = _param(-30.0, "forward sector, lower azimuth bound (REP-103: 0 = +x, + = left)")
@@ -86,10 +86,10 @@ class NodeParams:
             problems.append(f"cameras={list(self.cameras)!r}: need at least one name of letters, digits, _ and /")
         if len(set(self.cameras)) != len(self.cameras):
             problems.append(f"cameras={list(self.cameras)!r} has duplicates")
-        for name in ("max_sensor_offset_ms", "marker_text_height_m", "stale_timeout_s"):
+        for name in ("max_sensor_offset_ms", "sensor_buffer_s", "marker_text_height_m", "stale_timeout_s"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("max_new_tokens", "num_beams", "sensor_buffer_size"):
+        for name in ("max_new_tokens", "num_beams"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("lidar_min_range_m", "max_rate_hz", "marker_lifetime_s"):

@@ -7,6 +7,7 @@ before numpy, rclpy and torch are imported.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 
@@ -33,12 +34,30 @@ class StopRequest:
     def __init__(self):
         self.requested = False
         self.starting = True
+        self._redelivered = False
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self._handle)
 
     def _handle(self, signum, frame) -> None:
-        first = not self.requested
+        first = not self.requested or self._redelivered
         self.requested = True
+        self._redelivered = False
         # Abort a slow start, but never once a worker runs: the node must then be destroyed to stop it.
         if first and self.starting and not any(t.name == WORKER_THREAD for t in threading.enumerate()):
+            if _in_finalizer(frame):
+                # Raised inside a __del__ (regex's Group.__del__ runs during the imports), the exception would be
+                # printed as "Exception ignored in ..." and dropped, and the start would go on: deliver the signal
+                # again, from another thread, once the finalizer has returned.
+                self._redelivered = True
+                threading.Timer(0.01, os.kill, (os.getpid(), signum)).start()
+                return
             raise StartInterrupted
+
+
+def _in_finalizer(frame) -> bool:
+    """Whether the interrupted code runs inside a __del__ (a finalizer cannot pass an exception on)."""
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False

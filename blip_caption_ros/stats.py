@@ -62,12 +62,14 @@ class CameraStats:
     """Where each frame of one camera went, how fast, and when the last one arrived."""
 
     COUNTERS = ("received", "captioned", "dropped", "bad_inputs", "failed")
+    #: Frames that never arrived: lost in transport (the middleware's count) and publishers whose QoS cannot match.
+    TRANSPORT = ("lost", "qos_incompatible")
 
     def __init__(self, camera: str, clock=time.monotonic):
         self.camera = camera
         self._clock = clock
         self._lock = threading.Lock()
-        self._counts = dict.fromkeys(self.COUNTERS, 0)
+        self._counts = dict.fromkeys(self.COUNTERS + self.TRANSPORT, 0)
         self.last_received: float | None = None
         self.received_rate = RateMeter(clock=clock)
         self.captioned_rate = RateMeter(clock=clock)

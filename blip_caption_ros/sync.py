@@ -7,8 +7,10 @@ the image but is nearer in time still counts), and only within `max_offset_ns` o
 further away in time is reported as missing (None), never as stale data. message_filters is also not installable
 where this package must run without a ROS install.
 
-Buffers are bounded (oldest dropped first), keep stamps sorted (small out-of-order arrivals are inserted in
-place) and reset when time jumps backwards by more than `backwards_reset_ns` (a bag played in a loop).
+Buffers are bounded by time (the node: a sensor's last `keep_ns` of stamps, whatever its rate, so a caption that took
+longer than usual still finds the radar scan of its image) or by count (offline tools), oldest dropped first; they keep
+stamps sorted (small out-of-order arrivals are inserted in place) and reset when time jumps backwards by more than
+`backwards_reset_ns` (a bag played in a loop).
 """
 
 from __future__ import annotations
@@ -30,11 +32,20 @@ class Stamped(Generic[T]):
 
 
 class SensorBuffer(Generic[T]):
-    """The last `capacity` stamped values of one sensor, searchable by time; safe across threads."""
+    """Stamped values of one sensor, searchable by time; safe across threads.
 
-    def __init__(self, capacity: int, backwards_reset_ns: int = 1_000_000_000):
-        if capacity < 1:
+    Keeps the values stamped within `keep_ns` of the newest stamp and/or the last `capacity` values (at least one
+    bound must be given)."""
+
+    def __init__(self, *, keep_ns: int | None = None, capacity: int | None = None,
+                 backwards_reset_ns: int = 1_000_000_000):
+        if keep_ns is None and capacity is None:
+            raise ValueError("a SensorBuffer needs keep_ns or capacity")
+        if keep_ns is not None and keep_ns <= 0:
+            raise ValueError(f"keep_ns must be > 0, got {keep_ns}")
+        if capacity is not None and capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.keep_ns = keep_ns
         self.capacity = capacity
         self.backwards_reset_ns = backwards_reset_ns
         self._stamps: list[int] = []
@@ -59,8 +70,11 @@ class SensorBuffer(Generic[T]):
             index = bisect.bisect_right(self._stamps, stamp_ns)
             self._stamps.insert(index, stamp_ns)
             self._values.insert(index, value)
-            if len(self._stamps) > self.capacity:
-                del self._stamps[0], self._values[0]
+            excess = len(self._stamps) - self.capacity if self.capacity is not None else 0
+            if self.keep_ns is not None:
+                excess = max(excess, bisect.bisect_left(self._stamps, self._stamps[-1] - self.keep_ns))
+            if excess > 0:
+                del self._stamps[:excess], self._values[:excess]
             return reset
 
     def nearest(self, stamp_ns: int, max_offset_ns: int) -> Stamped[T] | None:

@@ -131,8 +131,10 @@ def make_compressed(stamp_ns: int, frame_id: str, fmt="jpeg", width=64, height=4
 class NodeProcess:
     """caption_node started with `python -m blip_caption_ros.caption_node --ros-args ...`; output in a temp file."""
 
-    def __init__(self, *ros_args: str, params_file: Path | None = CONFIG_YAML, env: dict | None = None):
-        cmd = [sys.executable, "-m", "blip_caption_ros.caption_node", "--ros-args"]
+    def __init__(self, *ros_args: str, params_file: Path | None = CONFIG_YAML, env: dict | None = None,
+                 node_args: tuple[str, ...] = ()):
+        """`node_args` go before --ros-args (`--managed`)."""
+        cmd = [sys.executable, "-m", "blip_caption_ros.caption_node", *node_args, "--ros-args"]
         if params_file is not None:
             cmd += ["--params-file", str(params_file)]
         cmd += list(ros_args)

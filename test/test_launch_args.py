@@ -138,6 +138,27 @@ def test_player_commands():
             launch_args.player_command(*args, [])
 
 
+def test_managed_and_autostart_decide_the_executable_arguments_and_the_lifecycle_steps():
+    assert launch_args.node_arguments("false", "info") == ["--ros-args", "--log-level", "info"]
+    assert launch_args.node_arguments("true", "warn") == ["--managed", "--ros-args", "--log-level", "warn"]
+    assert launch_args.lifecycle_steps("false", "false") == launch_args.lifecycle_steps("true", "false") == ()
+    steps = launch_args.lifecycle_steps("true", "true")
+    assert [(s.transition, s.through, s.goal) for s in steps] == [("configure", "configuring", "inactive"),
+                                                                   ("activate", "activating", "active")]
+    with pytest.raises(launch_args.LaunchArgumentError, match="autostart:=true .* add managed:=true"):
+        launch_args.lifecycle_steps("false", "true")
+    with pytest.raises(launch_args.LaunchArgumentError, match="managed:='maybe' is not a boolean"):
+        launch_args.node_arguments("maybe", "info")
+
+
+def test_the_managed_flag_reaches_the_executable_only_before_the_ros_arguments():
+    from blip_caption_ros.caption_node import wants_managed
+
+    assert wants_managed(launch_args.node_arguments("true", "info"))
+    assert not wants_managed(launch_args.node_arguments("false", "info"))
+    assert not wants_managed(["--ros-args", "-p", "x:=1", "--managed"])  # after --ros-args it is ROS's (an error)
+
+
 def test_launch_args_imports_neither_launch_nor_rclpy():
     code = ("import sys, blip_caption_ros.launch_args; "
             "print(sorted(m for m in ('launch', 'launch_ros', 'rclpy', 'torch') if m in sys.modules))")

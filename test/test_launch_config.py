@@ -37,13 +37,18 @@ def test_caption_launch_declares_every_argument_from_launch_args_and_starts_the_
     assert {"node_argument_descriptions", "LAUNCH_SWITCHES", "NODE_ARGUMENTS"} <= {
         node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
     assert {"params_file", "namespace", "use_sim_time", "fastdds_profile", "log_level", "respawn",
-            "respawn_delay"} <= literals
+            "respawn_delay", "managed", "autostart"} <= literals
     assert "caption.yaml" in literals and "fastdds_large_data.xml" in ast.unparse(tree)
-    (node,) = _calls(tree, "Node")
+    (node,) = _calls(tree, "node_class")  # launch_ros Node, or LifecycleNode with managed:=true
+    assert "LifecycleNode if launch_args.parse_bool(\"managed\"" in ast.unparse(tree).replace("'", '"')
     keywords = {kw.arg: kw.value for kw in node.keywords}
     assert keywords["executable"].value == "caption_node"
     assert {"respawn", "arguments", "additional_env", "parameters"} <= set(keywords)
     assert _calls(tree, "OnProcessExit") and "is_shutdown" in ast.unparse(tree)
+    # autostart: launch_ros' lifecycle events, the steps from launch_args.lifecycle_steps (tested there)
+    assert {"lifecycle_steps", "node_arguments"} <= {node.attr for node in ast.walk(tree)
+                                                       if isinstance(node, ast.Attribute)}
+    assert _calls(tree, "ChangeState") and _calls(tree, "OnStateTransition") and _calls(tree, "OnProcessStart")
     assert "caption_node = blip_caption_ros.caption_node:main" in (REPO / "setup.py").read_text()
     assert "generate_launch_description" in {f.name for f in tree.body if isinstance(f, ast.FunctionDef)}
 

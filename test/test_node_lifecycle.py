@@ -140,3 +140,21 @@ def test_an_uncached_hub_model_fails_at_once_without_touching_the_network(tmp_pa
     assert "not in the local HF cache" in fatal[0] and "hf download Salesforce/blip-image-captioning-base" in \
         fatal[0] and "save_pretrained directory" in fatal[0]
     assert "Traceback" not in output and "Retrying" not in output
+
+
+def test_a_download_without_network_fails_within_seconds_with_one_line(tmp_path):
+    """allow_model_download:=true on a vehicle without network: FATAL in seconds (huggingface_hub alone retried for
+    3.5 minutes)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(HF_HOME=str(tmp_path / "hf_home"), CAPTION_TEST_FAULTS="block_network", OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join([str(HOOKS), str(REPO), os.environ.get("PYTHONPATH", "")]))
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "blip_caption_ros.caption_node", "--ros-args", "-p",
+                             "model:=Salesforce/blip-image-captioning-base", "-p", "allow_model_download:=true"],
+                            env=env, cwd=tempfile.gettempdir(), capture_output=True, text=True, timeout=60)
+    elapsed = time.monotonic() - started
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and elapsed < 15.0, (elapsed, output)
+    fatal = [line for line in output.splitlines() if "[FATAL]" in line]
+    assert len(fatal) == 1 and "cannot be reached within 5 s" in fatal[0] and "network blocked" in fatal[0], output
+    assert "Traceback" not in output and "Retrying" not in output

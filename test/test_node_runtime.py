@@ -56,7 +56,7 @@ def test_newest_frame_wins_and_replaced_frames_count_as_dropped():
     assert [(f.camera, f.stamp_ns // MS) for f in taken] == [("front", 2), ("left", 3)]
     assert slots.take(timeout=0) == []
     assert slots.stats["front"].snapshot() == {"received": 2, "captioned": 0, "dropped": 1, "bad_inputs": 0,
-                                               "failed": 0}
+                                               "failed": 0, "lost": 0, "qos_incompatible": 0}
 
 
 def test_take_wakes_on_put_and_on_close():
@@ -69,7 +69,7 @@ def test_take_wakes_on_put_and_on_close():
 
 def test_worker_batches_cameras_and_matches_sensors_when_the_caption_is_ready():
     slots = FrameSlots(["front", "left"])
-    lidar, radar = SensorBuffer(10), SensorBuffer(10)
+    lidar, radar = SensorBuffer(capacity=10), SensorBuffer(capacity=10)
     lidar.add(900 * MS, "decoy")  # 100 ms before the image: inside the bound, but...
     radar.add(1500 * MS, RADAR)  # 500 ms away: stale
     # ...a sweep 20 ms after the image arrives while the model runs: nearer, so it wins
@@ -183,6 +183,19 @@ def test_diagnostics_levels():
     stats.count("bad_inputs")
     assert reporter.camera(stats).level == WARN
     assert reporter.camera(stats).level == OK  # only while it happens
+    for _ in range(2):  # 2 frames received of 12 published: the middleware lost 10
+        stats.count("received")
+        stats.count("captioned")
+    stats.count("lost", 10)
+    status = reporter.camera(stats, "best_effort")
+    assert status.level == WARN and "far slower than published: 2 of 12 received" in status.message
+    assert "large-data profile" in status.message and status.values["subscription_reliability"] == "best_effort"
+    stats.count("received")
+    stats.count("lost", 2)  # 1 of 3: too few lost to call it a pattern
+    assert reporter.camera(stats).level == OK
+    stats.count("qos_incompatible")
+    status = reporter.camera(stats, "reliable")
+    assert status.level == WARN and "incompatible" in status.message and "requests reliable" in status.message
     now[0] += 5
     assert reporter.camera(stats).level == STALE
     node = reporter.node("torch", "m", "cpu", "fp32", {"lidar": (SensorStats("lidar"), 0.05),
@@ -203,3 +216,64 @@ def test_overlay_draws_on_a_copy():
     out = draw_caption(image, "a car driving down a wet street at night " * 3)
     assert out.shape == image.shape and (image == 128).all()
     assert (out != image).any()
+
+
+def test_a_hub_that_does_not_answer_fails_a_download_within_the_probe_timeout(tmp_path, monkeypatch):
+    """allow_model_download on a vehicle without network: one clear error in seconds, not minutes of retries."""
+    import socket
+
+    from blip_caption_ros.backends import model_source
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))  # nothing cached
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(model_source, "hub_offline", lambda: False)
+    monkeypatch.setattr(socket, "create_connection", lambda *args, **kwargs: time.sleep(30))  # a black hole
+    started = time.monotonic()
+    with pytest.raises(model_source.ModelFilesError, match=r"cannot be reached within 0.5 s \(no answer\)"):
+        model_source.check_hub_reachable("org/uncached-model", timeout_s=0.5)
+    assert time.monotonic() - started < 2.0
+
+    def refuse(*args, **kwargs):
+        raise ConnectionRefusedError("connection refused")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    with pytest.raises(model_source.ModelFilesError, match="connection refused.*hf download org/uncached-model"):
+        model_source.check_hub_reachable("org/uncached-model", timeout_s=0.5)
+    model_source.check_hub_reachable(str(tmp_path))  # a local directory never asks the hub
+
+
+def test_inputs_follow_their_publishers_reliability():
+    from blip_caption_ros.input_qos import BEST_EFFORT, RELIABLE, follow_publishers
+
+    assert follow_publishers([RELIABLE, RELIABLE], BEST_EFFORT) == RELIABLE  # retransmission saves large frames
+    assert follow_publishers([RELIABLE, BEST_EFFORT], RELIABLE) == BEST_EFFORT  # reliable would not match one
+    assert follow_publishers([], RELIABLE) == RELIABLE and follow_publishers([], BEST_EFFORT) == BEST_EFFORT
+
+
+def test_a_model_load_is_abandoned_at_once_when_a_stop_comes_and_its_errors_pass_through():
+    from blip_caption_ros.lifecycle import LoadCancelled, load_cancellably
+
+    cancel, release = threading.Event(), threading.Event()
+    assert load_cancellably(lambda: "model", cancel) == "model"
+    with pytest.raises(ValueError, match="bad weights"):
+        load_cancellably(lambda: (_ for _ in ()).throw(ValueError("bad weights")), cancel)
+    threading.Timer(0.2, cancel.set).start()
+    started = time.monotonic()
+    with pytest.raises(LoadCancelled):
+        load_cancellably(lambda: release.wait(30), cancel)  # a load of 30 s
+    assert time.monotonic() - started < 1.0
+    release.set()
+
+
+def test_lifecycle_parameter_rules_and_state_statuses():
+    from blip_caption_ros.lifecycle import parameter_change_problem, state_status
+
+    assert parameter_change_problem("prompt", True, "active") == ""
+    assert parameter_change_problem("model", False, "unconfigured") == ""
+    assert "cleanup first" in parameter_change_problem("model", False, "inactive")
+    assert state_status("/n", "configuring", "m").message == "configuring: loading the model"
+    failed = state_status("/n", "unconfigured", "m", "cannot load caption model 'm': no such directory")
+    assert failed.level == WARN and failed.values["last_failure"].endswith("no such directory")
+    idle = state_status("/n", "inactive", "m")
+    assert idle.level == OK and idle.values["lifecycle_state"] == "inactive" and "not captioning" in idle.message

@@ -47,3 +47,35 @@ def test_a_signal_while_the_node_is_still_importing_or_loading_ends_it_cleanly(c
     code = node.wait(timeout=30)
     assert code == 0, node.output()
     assert "Traceback" not in node.output() and "KeyboardInterrupt" not in node.output(), node.output()
+
+
+def test_a_signal_inside_a_finalizer_still_aborts_the_start():
+    """A signal that lands in a __del__ (regex's Group.__del__ runs while transformers imports) must not be lost as
+    "Exception ignored in ...": the start is aborted once the finalizer has returned."""
+    import os
+    import signal
+    import time
+
+    from blip_caption_ros.shutdown import StartInterrupted, StopRequest
+
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    stop = StopRequest()
+    finalized = []
+
+    class SignalledWhileFinalized:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(10_000):  # bytecodes for the handler to run on, inside the finalizer
+                pass
+            finalized.append(True)
+
+    try:
+        with pytest.raises(StartInterrupted):
+            SignalledWhileFinalized()  # finalized at once: the signal arrives inside __del__
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                time.sleep(0.001)
+        assert finalized == [True] and stop.requested
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)

@@ -20,6 +20,7 @@ PACKAGE_DIR = REPO / "blip_caption_ros"
 IMPORT_KEYS = {
     "rclpy": "rclpy", "rcl_interfaces": "rcl_interfaces", "rosgraph_msgs": "rosgraph_msgs", "std_msgs": "std_msgs",
     "sensor_msgs": "sensor_msgs", "visualization_msgs": "visualization_msgs", "diagnostic_msgs": "diagnostic_msgs",
+    "lifecycle_msgs": "lifecycle_msgs",
     "geometry_msgs": "geometry_msgs", "launch": "launch", "launch_ros": "launch_ros",
     "numpy": "python3-numpy", "cv2": "python3-opencv", "yaml": "python3-yaml", "PIL": "python3-pil",
     "tqdm": "python3-tqdm", "torch": "python3-torch", "transformers": "python3-transformers-pip",

@@ -8,9 +8,15 @@ ModelFilesError is the error of model_loading and export_processor too.
 from __future__ import annotations
 
 import os
+import socket
+import threading
+import urllib.parse
 from pathlib import Path
 
 _TRUE = {"1", "ON", "YES", "TRUE"}
+#: How long a node that may download waits for the hub to answer before it gives up (huggingface_hub itself retries
+#: a dead network for minutes).
+HUB_PROBE_TIMEOUT_S = 5.0
 
 
 class ModelFilesError(ValueError):
@@ -69,3 +75,47 @@ def check_local_hub_model(path_or_id: str | os.PathLike, what: str = "--model") 
         raise ModelFilesError(source, f"hub id {source!r} is not in the local HF cache and downloads are off: fetch "
                                       f"it once on a connected machine with `hf download {source}` (same HF_HOME), "
                                       "or point the model at a save_pretrained directory", what)
+
+
+def check_hub_reachable(path_or_id: str | os.PathLike, what: str = "--model",
+                        timeout_s: float = HUB_PROBE_TIMEOUT_S) -> None:
+    """With downloads allowed: ModelFilesError within `timeout_s` when `path_or_id` is a hub id that is not in the
+    local HF cache and the hub's endpoint does not accept a connection (no network on the vehicle)."""
+    source, is_local = resolve_source(path_or_id, what)
+    if is_local or hub_offline():
+        return
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    try:
+        if isinstance(try_to_load_from_cache(source, "config.json"), str):
+            return
+    except ValueError:  # not a valid repo id: the loader says so
+        return
+    endpoint = urllib.parse.urlsplit(constants.ENDPOINT)
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    problem = _connect_problem(endpoint.hostname or "", port, timeout_s)
+    if problem:
+        raise ModelFilesError(source, f"hub id {source!r} is not in the local HF cache and the hub "
+                                      f"({constants.ENDPOINT}) cannot be reached within {timeout_s:g} s ({problem}): "
+                                      f"connect the vehicle, or fetch it once on a connected machine with "
+                                      f"`hf download {source}` (same HF_HOME)", what)
+
+
+def _connect_problem(host: str, port: int, timeout_s: float) -> str:
+    """Why a TCP connection to host:port fails within `timeout_s` ("" when it succeeds); name lookup included, on a
+    daemon thread, since a resolver can block longer than any socket timeout."""
+    outcome: dict[str, str] = {}
+
+    def connect() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout_s):
+                outcome["ok"] = ""
+        except OSError as exc:
+            outcome["error"] = str(exc) or type(exc).__name__
+
+    thread = threading.Thread(target=connect, name="hub_probe", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        return "no answer"
+    return outcome.get("error", "")

@@ -24,10 +24,10 @@ def load_model_on_device(config: CaptionerConfig, backend: str):
     """(BlipForConditionalGeneration on config.device in config.precision, eval mode; its processor) for the torch
     backends; any failure is a ModelLoadError line. The source is checked before torch's import (seconds), so a
     missing model or an uncached hub id is reported at once."""
-    from .model_source import ModelFilesError, check_local_hub_model, resolve_source
+    from .model_source import ModelFilesError, check_hub_reachable, check_local_hub_model
 
     try:
-        check_local_hub_model(config.model) if not config.allow_download else resolve_source(config.model)
+        check_hub_reachable(config.model) if config.allow_download else check_local_hub_model(config.model)
     except ModelFilesError as exc:
         raise ModelLoadError(config.model, exc.reason) from None
     try:

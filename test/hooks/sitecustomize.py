@@ -8,6 +8,7 @@ names the faults in CAPTION_TEST_FAULTS (comma-separated):
     publish_raises_once   the first caption publish raises RuntimeError (then publishing works again)
     caption_raises_every=N  the captioner (torch or a blip-export runtime) raises RuntimeError on every Nth batch
     worker_dies_after=N   the captioner raises a BaseException on batch N, which ends the worker thread
+    slow_load=S           every model load prints "test hook: model load N" and takes S seconds longer
 
 Faults patch shared classes (socket, rclpy's Publisher, the torch and blip-export backends, the import system), so
 they reach the node even though `python -m blip_caption_ros.caption_node` runs it as __main__.
@@ -79,6 +80,23 @@ def _wrap_caption(every: int = 0, die_at: int = 0):
         captioner.caption = caption
 
 
+def _slow_load(seconds: float):
+    import time
+
+    from blip_caption_ros import backends
+
+    original = backends.load_captioner
+    state = {"loads": 0}
+
+    def load_captioner(config):
+        state["loads"] += 1
+        print(f"test hook: model load {state['loads']}", flush=True)
+        time.sleep(seconds)
+        return original(config)
+
+    backends.load_captioner = load_captioner
+
+
 if "block_torch" in FAULTS:
     import sys
 
@@ -89,3 +107,5 @@ if "publish_raises_once" in FAULTS:
     _publish_raises_once()
 if "caption_raises_every" in FAULTS or "worker_dies_after" in FAULTS:
     _wrap_caption(int(FAULTS.get("caption_raises_every") or 0), int(FAULTS.get("worker_dies_after") or 0))
+if "slow_load" in FAULTS:
+    _slow_load(float(FAULTS["slow_load"]))
