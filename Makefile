@@ -5,13 +5,19 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
-JAZZY_VENV := .venv-jazzy
-JAZZY_PY := $(JAZZY_VENV)/bin/python
-# The ROS-facing tests (real rclpy and DDS) that run again on the Jazzy wheels: node, bag replay, fuzz, faults,
-# lifecycle, managed (lifecycle) node, startup, encodings end to end, the launch logic and the Fast DDS profile variable.
+# The ROS-facing tests (real rclpy and DDS) that run again in the torch-free vehicle environments: node, bag replay,
+# fuzz, faults, lifecycle, managed (lifecycle) node, QoS, startup, encodings end to end, the launch logic, the Fast DDS
+# profile variable, and the torch-free checks themselves.
 ROS_TESTS := test/test_node_pipeline.py test/test_node_startup.py test/test_node_lifecycle.py \
 	test/test_node_faults.py test/test_node_fuzz.py test/test_node_encodings.py test/test_bag_replay.py \
-	test/test_launch_args.py test/test_launch_config.py test/test_node_managed.py test/test_node_qos.py
+	test/test_launch_args.py test/test_launch_config.py test/test_node_managed.py test/test_node_qos.py \
+	test/test_torch_free.py
+# The vehicles' Pythons: Jazzy's (Ubuntu 24.04) and Humble's (Ubuntu 22.04). Both run the Jazzy wheels of
+# requirements-jazzy.txt (Humble has none on PyPI), without torch, on the onnxruntime backend.
+JAZZY_PYTHON := 3.12
+HUMBLE_PYTHON := 3.10
+# The tiny model's blip-export, made once with torch in .venv for the environments that cannot export.
+TEST_EXPORT := runs/test-export
 OUT ?= runs/demo
 
 # DDS stays on loopback with a domain and ROS_HOME of its own (tests override these per process).
@@ -21,7 +27,7 @@ export ROS_HOME ?= $(CURDIR)/runs/ros_home
 export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: demo test test-fast test-jazzy lint java venv venv-jazzy bench clean
+.PHONY: demo test test-fast test-jazzy test-humble-python test-vehicles lint java venv bench clean
 
 venv: $(VENV)/.installed
 
@@ -31,18 +37,36 @@ $(VENV)/.installed: requirements-dev.txt setup.py
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | sed '/is ignored: it is neither a file nor a directory/d'
 	touch $@
 
-# Second distro: the same code on the ROS 2 Jazzy wheels (requirements-jazzy.txt) in a venv of its own.
-venv-jazzy: $(JAZZY_VENV)/.installed
-
-$(JAZZY_VENV)/.installed: requirements-jazzy.txt requirements-dev.txt setup.py
-	test -x $(JAZZY_PY) || $(PYTHON) -m venv $(JAZZY_VENV)
-	$(JAZZY_PY) -m pip install -q -r requirements-jazzy.txt 2>&1 | sed '/is ignored: it is neither a file nor a directory/d'
-	$(JAZZY_PY) -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | sed '/is ignored: it is neither a file nor a directory/d'
+# The torch-free vehicle environments, one venv per Python (.venv-py312, .venv-py310) from requirements-jazzy.txt.
+# A missing interpreter fails under CI=true and is skipped with a message otherwise.
+.venv-py%/.installed: requirements-jazzy.txt setup.py
+	@version=$$(echo $* | sed 's/^3/3./'); \
+	if ! interpreter=$$(scripts/find_python.sh $$version); then \
+	  if [ "$${CI:-}" = true ]; then echo "CI: Python $$version is required for the vehicle tests" >&2; exit 1; fi; \
+	  echo "skipping the Python $$version environment: no python$$version here"; exit 0; \
+	fi; \
+	test -x .venv-py$*/bin/python || $$interpreter -m venv .venv-py$*; \
+	.venv-py$*/bin/python -m pip install -q -r requirements-jazzy.txt 2>&1 | sed '/is ignored: it is neither a file nor a directory/d'; \
+	.venv-py$*/bin/python -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | sed '/is ignored: it is neither a file nor a directory/d'; \
 	touch $@
 
-# ROS_DISTRO as a Jazzy install's setup script sets it (the launch logic picks the Fast DDS variable from it).
-test-jazzy: venv-jazzy
-	ROS_DISTRO=jazzy $(JAZZY_PY) -m pytest $(ROS_TESTS)
+$(TEST_EXPORT)/onnx/onnx_manifest.json: $(VENV)/.installed
+	rm -rf $(TEST_EXPORT)
+	$(PY) test/tiny_export.py $(TEST_EXPORT) 2>&1 | grep -v "pre-processing before quantization" || true
+	test -f $@
+
+# ROS_DISTRO=jazzy as a Jazzy install's setup script sets it (the launch logic picks the Fast DDS variable from it):
+# the wheels are Jazzy's on both Pythons.
+.PRECIOUS: .venv-py%/.installed $(TEST_EXPORT)/onnx/onnx_manifest.json
+test-py%: .venv-py%/.installed $(TEST_EXPORT)/onnx/onnx_manifest.json
+	@if [ -x .venv-py$*/bin/python ]; then \
+	  ROS_DISTRO=jazzy BLIP_TEST_EXPORT=$(CURDIR)/$(TEST_EXPORT)/onnx .venv-py$*/bin/python -m pytest $(ROS_TESTS); \
+	fi
+
+# Jazzy on its own Python, and Humble's Python on the same wheels.
+test-jazzy: test-py$(subst .,,$(JAZZY_PYTHON))
+test-humble-python: test-py$(subst .,,$(HUMBLE_PYTHON))
+test-vehicles: test-jazzy test-humble-python
 
 # METEOR and the PTB tokenizer of pycocoevalcap run on Java.
 java:

@@ -106,14 +106,15 @@ def _runner(backend: str, checkpoint: Path, export_dir: Path, batch: int, max_ne
         start = start_ids(processor.tokenizer, "", runner.bos, batch)
         array = pixels.numpy()
         def forced(reference):  # next-token choices given the baseline's own prefix, step by step
+            import numpy as np
+
             state = runner.decoder_state(runner.encode(array))
-            picks, step_input = [], torch.tensor(reference[:, :1])
+            picks = []
             for position in range(1, reference.shape[1]):
-                logits = state.step(step_input)
+                logits = state.step(reference[:, position - 1: position])
                 logits[:, runner.eos] = float("-inf")
-                picks.append(torch.argmax(logits, -1))
-                step_input = torch.tensor(reference[:, position: position + 1])
-            return torch.stack(picks, 1).numpy()
+                picks.append(np.argmax(logits, -1))
+            return np.stack(picks, 1)
 
         return (lambda: runner.generate_ids(array, start, max_new, min_new_tokens=max_new),
                 lambda: runner.encode(array), sync, forced)
@@ -190,7 +191,8 @@ def worker(backend: str, checkpoint: Path, export_dir: Path, batch: int, runs: i
             times.append((time.perf_counter() - started) * 1000)
         return times, result
 
-    ids = generate().cpu()  # warm-up (and CUDA graph capture)
+    ids = generate()  # warm-up (and CUDA graph capture); torch ids, or numpy from the export runtimes
+    ids = ids.cpu() if hasattr(ids, "cpu") else ids
     totals, _ = timed(generate, runs)
     timed(encode, 1)
     vision, _ = timed(encode, max(1, (runs + 1) // 2))

@@ -83,11 +83,12 @@ class Harness:
         return all(pub.get_subscription_count() > 0 for pub in self.pub.values())
 
 
-def run(messages: int, seed: int, model: str, pace_ms: float, max_rss_growth_mb: float, workdir: Path) -> dict:
+def run(messages: int, seed: int, model: str, pace_ms: float, max_rss_growth_mb: float, workdir: Path,
+        backend: str = "torch") -> dict:
     import fuzz_inputs as fz
     import rclpy
 
-    common = (f"model:={model}", "max_new_tokens:=4", "overlay:=false")
+    common = (f"model:={model}", f"backend:={backend}", "max_new_tokens:=4", "overlay:=false")
     nodes = {"/raw": start_node(workdir / "raw.log", *common, "image_transport:=raw", namespace="/raw"),
              "/comp": start_node(workdir / "comp.log", *common, "image_transport:=compressed", namespace="/comp")}
     rclpy.init()
@@ -240,6 +241,7 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=10_000, help="messages to publish (default 10000)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", help="caption model (default: a tiny random BLIP built for the run)")
+    parser.add_argument("--backend", default="torch", help="the node's backend for --model (default torch)")
     parser.add_argument("--pace-ms", type=float, default=4.0, help="pause after each bad message (default 4 ms)")
     parser.add_argument("--max-rss-growth-mb", type=float, default=50.0, help="memory growth allowed after warm-up")
     parser.add_argument("--json", type=Path, help="write the report here")
@@ -253,7 +255,7 @@ def main() -> int:
 
             model = str(workdir / "tiny_blip")
             build_blip(["a", "car", "road", "street", "night", "rain"], model, arch=TINY)
-        report = run(args.messages, args.seed, model, args.pace_ms, args.max_rss_growth_mb, workdir)
+        report = run(args.messages, args.seed, model, args.pace_ms, args.max_rss_growth_mb, workdir, args.backend)
         if not report["passed"]:
             for log in ("raw.log", "comp.log"):
                 tail = (workdir / log).read_text(errors="replace").splitlines()[-15:]

@@ -83,10 +83,6 @@ class CaptionWorker:
             self._thread.join(timeout)
         return not self._thread.is_alive()
 
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
-
     def _run(self) -> None:
         reason: BaseException | None = None
         try:

@@ -27,6 +27,15 @@ from pathlib import Path
 
 import numpy as np
 
+from blip_caption_ros.backends import first_line
+from blip_caption_ros.backends.blip_export import (
+    DECODER_INPUTS,
+    DECODER_OUTPUTS,
+    SPLIT_DECODER,
+    VISION_INPUTS,
+    VISION_OUTPUTS,
+    split_decoder_inputs,
+)
 from blip_caption_ros.backends.caption_settings import (
     PROMPT_FILE,
     SETTINGS,
@@ -43,14 +52,6 @@ from blip_caption_ros.backends.engine_manifest import (
     load_export_manifest,
     staged_directory,
     write_json_atomic,
-)
-from blip_caption_ros.backends.kv_decoder import (
-    DECODER_INPUTS,
-    DECODER_OUTPUTS,
-    SPLIT_DECODER,
-    VISION_INPUTS,
-    VISION_OUTPUTS,
-    split_decoder_inputs,
 )
 from blip_caption_ros.backends.static_kv import MAX_BATCH, MAX_PROMPT_TOKENS
 
@@ -101,8 +102,7 @@ def load_checkpoint(checkpoint: str):
         model, processor = load_blip(checkpoint, dtype="float32", what="checkpoint")
         model = model.eval()
     except Exception as exc:  # OSError, ValueError, safetensors errors: all mean "not a usable checkpoint"
-        raise ExportError(f"cannot load checkpoint {checkpoint!r}: {type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+        raise ExportError(f"cannot load checkpoint {checkpoint!r}: {first_line(exc, with_type=True)}") from exc
     generation = model.generation_config
     unsupported = [f"{name}={getattr(generation, name)!r}" for name, default in UNSUPPORTED_GENERATION.items()
                    if getattr(generation, name, None) not in (default, None, [], ())]
@@ -202,7 +202,7 @@ def split_cross_kv(decoder_path: Path, out_path: Path, layers: int) -> list[str]
     import onnx
     from onnx import numpy_helper
 
-    from blip_caption_ros.backends.kv_decoder import split_decoder_inputs
+    from blip_caption_ros.backends.blip_export import split_decoder_inputs
 
     model = onnx.load(str(decoder_path))
     graph = model.graph
@@ -286,7 +286,7 @@ def _ort_session(path: Path):
     try:
         return ort.InferenceSession(str(path), session_options(ort), providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
-        raise ExportError(f"onnxruntime cannot load {path}: {str(exc).splitlines()[0]}") from exc
+        raise ExportError(f"onnxruntime cannot load {path}: {first_line(exc)}") from exc
 
 
 def validate_outputs(model, export_dir: Path, atol: float) -> dict:
@@ -356,7 +356,7 @@ def validate_greedy_ids(model, processor, export_dir: Path, images, max_new_toke
             kwargs = {"input_ids": processor.tokenizer([prompt] * len(images), return_tensors="pt").input_ids} \
                 if prompt else {}
             expected = model.generate(pixel_values=pixels, max_new_tokens=max_new_tokens, **kwargs)
-        got = runner.generate_ids(pixels.numpy(), start, max_new_tokens=max_new_tokens)
+        got = torch.from_numpy(runner.generate_ids(pixels.numpy(), start, max_new_tokens=max_new_tokens))
         agreement = token_agreement(expected, got)
         results[prompt or "<none>"] = {"images": len(images), "identical": bool(torch.equal(expected, got)),
                                        "token_agreement": agreement}

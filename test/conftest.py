@@ -5,10 +5,14 @@ ROS domain id and ROS_HOME of its own, set here at import time: before any test 
 import rclpy, and without relying on each test to remember.
 """
 
+import importlib.util
 import os
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from ros_helpers import loopback_ros_environment
+from support import unavailable
 
 loopback_ros_environment("blip_caption_ros_test_home_")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -44,15 +48,57 @@ def tiny_blip_dir(tmp_path_factory):
     return out_dir
 
 
+#: A prepared blip-export directory of the tiny model (`make test-jazzy` exports it once with torch and hands it to the
+#: torch-free environments, which cannot export).
+PREPARED_EXPORT = "BLIP_TEST_EXPORT"
+TORCH = importlib.util.find_spec("torch") is not None
+
+
 @pytest.fixture(scope="session")
-def tiny_export(tmp_path_factory, tiny_blip_dir):
-    """`blip-export` of tiny_blip_dir (fp32 graphs + int8/), made once per session. Shared: copy it before changing
-    anything in it."""
+def tiny_export(tmp_path_factory, request):
+    """`blip-export` of tiny_blip_dir (fp32 graphs + int8/), made once per session; $BLIP_TEST_EXPORT instead where
+    set (the torch-free environments, which cannot export). Shared: copy it before changing anything in it."""
+    prepared = os.environ.get(PREPARED_EXPORT)
+    if prepared:
+        if not (Path(prepared) / "onnx_manifest.json").is_file():
+            pytest.fail(f"{PREPARED_EXPORT}={prepared} is not a blip-export directory")
+        return Path(prepared)
+    if not TORCH:
+        unavailable(f"no torch to export the tiny model, and {PREPARED_EXPORT} names no prepared export")
+    return export_tiny(request.getfixturevalue("tiny_blip_dir"), tmp_path_factory.mktemp("tiny_export") / "onnx")
+
+
+def export_tiny(checkpoint: Path, out: Path) -> Path:
+    """blip-export of the tiny model with its int8 variant (test/tiny_export.py writes the same for CI)."""
     from blip_train.export import ExportOptions, export
 
-    out = tmp_path_factory.mktemp("tiny_export") / "onnx"
-    export(ExportOptions(checkpoint=str(tiny_blip_dir), out=str(out), samples=3, int8=True))
+    export(ExportOptions(checkpoint=str(checkpoint), out=str(out), samples=3, int8=True))
     return out
+
+
+@dataclass(frozen=True)
+class CaptionModel:
+    """The model the ROS-facing tests run the node on: the tiny checkpoint on torch where torch is installed, its
+    export on onnxruntime in the torch-free environments."""
+
+    path: Path
+    backend: str
+
+    @property
+    def node_args(self) -> tuple[str, ...]:
+        return ("-p", f"model:={self.path}", "-p", f"backend:={self.backend}")
+
+    @property
+    def weights(self) -> str:
+        """The file whose corruption must stop the model from loading."""
+        return "model.safetensors" if self.backend == "torch" else "vision.onnx"
+
+
+@pytest.fixture(scope="session")
+def caption_model(request) -> CaptionModel:
+    if TORCH and not os.environ.get(PREPARED_EXPORT):
+        return CaptionModel(request.getfixturevalue("tiny_blip_dir"), "torch")
+    return CaptionModel(request.getfixturevalue("tiny_export"), "onnxruntime")
 
 
 @pytest.fixture(scope="session")

@@ -252,9 +252,10 @@ class Probe:
         self.node.destroy_node()
 
 
-def caption_one_frame(namespace: str, *params: str) -> tuple[dict, np.ndarray]:
-    """Start caption_node in `namespace` with `params` (e.g. "-p", "backend:=..."), send it one 64x48 rgb8 frame on
-    front/image and return (the caption record it publishes, the frame's RGB pixels); the node must stop cleanly."""
+def caption_one_frame(namespace: str, *params: str, env: dict | None = None) -> tuple[dict, np.ndarray]:
+    """Start caption_node in `namespace` with `params` (e.g. "-p", "backend:=...") and `env`, send it one 64x48 rgb8
+    frame on front/image and return (the caption record it publishes, the frame's RGB pixels); the node must stop
+    cleanly."""
     import rclpy
     from sensor_msgs.msg import Image
     from std_msgs.msg import String
@@ -263,14 +264,25 @@ def caption_one_frame(namespace: str, *params: str) -> tuple[dict, np.ndarray]:
 
     stamp = 1_700_000_000 * 1_000_000_000
     rclpy.init()
-    node = NodeProcess("-r", f"__ns:=/{namespace}", *params, "-p", "cameras:=[front]")
+    node = NodeProcess("-r", f"__ns:=/{namespace}", *params, "-p", "cameras:=[front]", env=env)
     probe = Probe(f"{namespace}_probe")
     try:
         probe.subscribe(String, f"/{namespace}/front/caption")
         probe.wait_until_connected(node, {f"/{namespace}/front/image": Image}, [f"/{namespace}/front/caption"])
         image = make_image(stamp, "front_camera", width=64, height=48, seed=7)
-        probe.publish(f"/{namespace}/front/image", image)
-        caption = probe.caption_for(f"/{namespace}/front/caption", stamp, timeout=60)
+        # Again every 0.5 s until captioned: matched endpoints on one side (what wait_until_connected sees) do not
+        # yet mean matched on the other, and a first sample sent in between is lost.
+        topic, sent = f"/{namespace}/front/caption", [0.0]
+
+        def captioned() -> bool:
+            if time.monotonic() - sent[0] > 0.5:
+                probe.publish(f"/{namespace}/front/image", image)
+                sent[0] = time.monotonic()
+            return any(c["stamp"]["sec"] * 1_000_000_000 + c["stamp"]["nanosec"] == stamp
+                       for c in probe.captions(topic))
+
+        probe.spin_until(captioned, 60, f"a caption on {topic}")
+        caption = probe.caption_for(topic, stamp)
     finally:
         probe.destroy()
         rclpy.shutdown()

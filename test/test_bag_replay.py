@@ -59,7 +59,7 @@ def test_replay_publishes_the_recorded_messages_and_clock(drive, probe):
 
 
 @pytest.mark.slow
-def test_replay_feeds_the_node_and_captions_match_the_bag(drive, probe, tiny_blip_dir):
+def test_replay_feeds_the_node_and_captions_match_the_bag(drive, probe, caption_model):
     """Every frame of the bag reaches the node and every caption it makes matches the bag.
 
     How many of the 10 frames (1 s of drive) get captioned depends on the machine: the node always captions the
@@ -69,7 +69,7 @@ def test_replay_feeds_the_node_and_captions_match_the_bag(drive, probe, tiny_bli
     """
     bag, recorded = drive
     frames = len(recorded["/front/image/compressed"])
-    node = NodeProcess("-p", f"model:={tiny_blip_dir}", "-p", "image_transport:=compressed",
+    node = NodeProcess(*caption_model.node_args, "-p", "image_transport:=compressed",
                        "-p", "max_new_tokens:=6", "-p", "prompt:=''")
     captions = probe.subscribe(String, "/front/caption")
     replay = None

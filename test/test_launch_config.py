@@ -74,12 +74,12 @@ def test_config_lists_every_parameter():
 
 @pytest.mark.slow
 @pytest.mark.ros
-def test_every_config_key_is_declared_by_the_real_node(tiny_blip_dir):
+def test_every_config_key_is_declared_by_the_real_node(caption_model):
     import rclpy
     from rcl_interfaces.srv import DescribeParameters, GetParameters, ListParameters
 
     params = yaml.safe_load(CONFIG_YAML.read_text())["/**"]["ros__parameters"]
-    node = NodeProcess("-p", f"model:={tiny_blip_dir}")
+    node = NodeProcess(*caption_model.node_args)
     rclpy.init()
     probe = Probe("config_probe")
     try:
@@ -99,8 +99,8 @@ def test_every_config_key_is_declared_by_the_real_node(tiny_blip_dir):
         values = call(GetParameters, "get_parameters", GetParameters.Request(names=list(params))).values
         for (name, expected), value in zip(params.items(), values, strict=True):
             actual = rclpy.parameter.parameter_value_to_python(value)
-            if name == "model":
-                expected = str(tiny_blip_dir)  # overridden on the command line
+            if name in ("model", "backend"):  # overridden on the command line
+                expected = str(caption_model.path) if name == "model" else caption_model.backend
             assert actual == expected, name
         descriptors = call(DescribeParameters, "describe_parameters",
                            DescribeParameters.Request(names=[*params, *NodeParams.from_model()])).descriptors

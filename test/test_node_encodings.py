@@ -29,11 +29,11 @@ def _frame(stamp_ns: int, camera: str, encoding: str, pixels: np.ndarray, step: 
 
 
 @pytest.fixture(scope="module")
-def probe(tiny_blip_dir):
+def probe(caption_model):
     import rclpy
 
     rclpy.init()
-    node = NodeProcess("-r", f"__ns:={NS}", "-p", f"model:={tiny_blip_dir}", "-p", f"cameras:=[{','.join(CAMERAS)}]",
+    node = NodeProcess("-r", f"__ns:={NS}", *caption_model.node_args, "-p", f"cameras:=[{','.join(CAMERAS)}]",
                        "-p", "max_new_tokens:=6", "-p", "overlay:=false")
     probe = Probe("encodings_probe")
     try:

@@ -10,11 +10,11 @@ from support import REPO
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 
-def test_node_survives_and_counts_every_bad_message(tmp_path, tiny_blip_dir):
+def test_node_survives_and_counts_every_bad_message(tmp_path, caption_model):
     report_file = tmp_path / "fuzz.json"
     result = subprocess.run(
         [sys.executable, str(REPO / "bench" / "fuzz_node.py"), "--messages", "300", "--seed", "7",
-         "--model", str(tiny_blip_dir), "--json", str(report_file)],
+         "--model", str(caption_model.path), "--backend", caption_model.backend, "--json", str(report_file)],
         capture_output=True, text=True, timeout=240, cwd=REPO)
     assert report_file.exists(), result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads(report_file.read_text())

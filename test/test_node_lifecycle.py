@@ -54,12 +54,14 @@ def caption_through_fault(probe, model, faults: str, captions_wanted: int, faile
     """The node with `faults` injected, fed frames until `captions_wanted` captions arrived and the front camera's
     status has a `failed` count for which `failed(count)` holds; returns that status and the output of the node,
     which then stopped cleanly (exit 0, no traceback)."""
-    node = faulty_node(faults, "-p", f"model:={model}", "-p", "max_new_tokens:=4")
+    node = faulty_node(faults, *model.node_args, "-p", "max_new_tokens:=4")
     try:
         captions = probe.subscribe(String, "front/caption")
         probe.wait_until_connected(node, {"front/image": Image}, ["front/caption"])
         stream_until(probe, ["front"], lambda: len(captions) >= captions_wanted, 60, f"{captions_wanted} captions")
-        status = probe.wait_status("/caption_node: front", lambda s: failed(int(s["failed"])), what=what)
+        # the captioned count too: /diagnostics comes once a second, and a fast model captions between two
+        status = probe.wait_status("/caption_node: front", lambda s: failed(int(s["failed"]))
+                                   and int(s["captioned"]) >= captions_wanted, what=what)
     finally:
         code = node.stop()
     output = node.output()
@@ -67,23 +69,23 @@ def caption_through_fault(probe, model, faults: str, captions_wanted: int, faile
     return status, output
 
 
-def test_a_publish_error_is_counted_and_captioning_goes_on(probe, tiny_blip_dir):
-    status, output = caption_through_fault(probe, tiny_blip_dir, "publish_raises_once", 5, lambda n: n == 1,
+def test_a_publish_error_is_counted_and_captioning_goes_on(probe, caption_model):
+    status, output = caption_through_fault(probe, caption_model, "publish_raises_once", 5, lambda n: n == 1,
                                            "failed == 1")
     assert int(status["captioned"]) >= 5
     assert "injected publish failure" in output, output
 
 
-def test_a_model_failing_every_third_batch_does_not_stop_the_other_captions(probe, tiny_blip_dir):
-    status, output = caption_through_fault(probe, tiny_blip_dir, "caption_raises_every=3", 8, lambda n: n >= 3,
+def test_a_model_failing_every_third_batch_does_not_stop_the_other_captions(probe, caption_model):
+    status, output = caption_through_fault(probe, caption_model, "caption_raises_every=3", 8, lambda n: n >= 3,
                                            "three failed batches counted")
     failed, captioned = int(status["failed"]), int(status["captioned"])
     assert captioned >= 2 * failed - 2  # two of every three batches still captioned
     assert "injected model failure on batch 3" in output, output
 
 
-def test_a_dead_worker_turns_diagnostics_error_and_ends_the_node_non_zero(probe, tiny_blip_dir):
-    node = faulty_node("worker_dies_after=2", "-p", f"model:={tiny_blip_dir}", "-p", "max_new_tokens:=4")
+def test_a_dead_worker_turns_diagnostics_error_and_ends_the_node_non_zero(probe, caption_model):
+    node = faulty_node("worker_dies_after=2", *caption_model.node_args, "-p", "max_new_tokens:=4")
     try:
         captions = probe.subscribe(String, "front/caption")
         probe.wait_until_connected(node, {"front/image": Image}, ["front/caption"])
@@ -101,8 +103,8 @@ def test_a_dead_worker_turns_diagnostics_error_and_ends_the_node_non_zero(probe,
 
 
 @pytest.mark.parametrize("kind", ["sigint", "double-sigint", "sigterm"])
-def test_signals_stop_the_node_cleanly_while_frames_flow(probe, tiny_blip_dir, kind):
-    node = NodeProcess("-p", f"model:={tiny_blip_dir}", "-p", "cameras:=[front,left]", "-p", "max_new_tokens:=4")
+def test_signals_stop_the_node_cleanly_while_frames_flow(probe, caption_model, kind):
+    node = NodeProcess(*caption_model.node_args, "-p", "cameras:=[front,left]", "-p", "max_new_tokens:=4")
     captions = probe.subscribe(String, "left/caption")
     probe.wait_until_connected(node, {"front/image": Image, "left/image": Image}, ["front/caption", "left/caption"])
     stream_until(probe, ["front", "left"], lambda: len(captions) >= 2, 60, "captions of both cameras")

@@ -37,11 +37,11 @@ def counts(status: dict, *keys: str) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def probe(tiny_blip_dir):
+def probe(caption_model):
     import rclpy
 
     rclpy.init()
-    common = ["-p", f"model:={tiny_blip_dir}", "-p", "cameras:=[front,left]", "-p", "max_new_tokens:=6"]
+    common = [*caption_model.node_args, "-p", "cameras:=[front,left]", "-p", "max_new_tokens:=6"]
     nodes = [NodeProcess("-r", f"__ns:={RAW}", *common),
              NodeProcess("-r", f"__ns:={COMP}", *common, "-p", "image_transport:=compressed")]
     probe = Probe()
@@ -82,7 +82,7 @@ def publish_clouds(probe: Probe, ns: str, clouds: dict[str, list]) -> None:
         what=f"{ns} to receive {sum(map(len, clouds.values()))} clouds")
 
 
-def test_captions_carry_the_image_header_and_the_nearest_sensors(probe):
+def test_captions_carry_the_image_header_and_the_nearest_sensors(probe, caption_model):
     t = T0
     lidar_decoy = make_cloud(xyz([(2.0, 0.0, 0.0), (0.0, 8.0, 0.0)]), "lidar_top", t - 60 * MS)
     lidar = make_cloud(xyz([(6.0, 0.0, 0.0), (0.0, -4.5, 0.0), (30.0, 2.0, 0.0), (float("nan"), 0.0, 0.0)]),
@@ -96,7 +96,7 @@ def test_captions_carry_the_image_header_and_the_nearest_sensors(probe):
 
     caption = probe.caption_for(f"{RAW}/front/caption", t)
     assert caption["frame_id"] == "front_optical" and caption["camera"] == "front"
-    assert isinstance(caption["caption"], str) and caption["backend"] == "torch"
+    assert isinstance(caption["caption"], str) and caption["backend"] == caption_model.backend
     assert set(caption["latency_ms"]) == {"queue", "inference", "total"}
     assert caption["lidar"] == {
         "stamp": {"sec": 1_700_000_000, "nanosec": 20 * MS}, "frame_id": "lidar_top", "offset_ms": 20.0,

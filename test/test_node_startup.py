@@ -37,12 +37,12 @@ def test_startup_errors_end_the_node_with_one_line(tmp_path, make_args, expected
 
 
 @pytest.mark.parametrize("delay_s", [0.3, 1.5])
-def test_a_signal_while_the_node_is_still_importing_or_loading_ends_it_cleanly(tiny_blip_dir, delay_s):
+def test_a_signal_while_the_node_is_still_importing_or_loading_ends_it_cleanly(caption_model, delay_s):
     """SIGINT lands during the import of rclpy/torch (0.3 s) or while the model loads: exit 0, no traceback."""
     import signal
     import time
 
-    node = NodeProcess("-p", f"model:={tiny_blip_dir}")
+    node = NodeProcess(*caption_model.node_args)
     time.sleep(delay_s)
     node.process.send_signal(signal.SIGINT)
     code = node.wait(timeout=30)

@@ -28,7 +28,8 @@ IMPORT_KEYS = {
 }
 #: import name -> pip distribution, for imports rosdistro has no key for
 PIP_DISTRIBUTIONS = {"onnxruntime": "onnxruntime", "tensorrt": "tensorrt", "openvino": "openvino",
-                     "safetensors": "safetensors", "msgspec": "msgspec", "mcap": "mcap", "zstandard": "zstandard"}
+                     "safetensors": "safetensors", "msgspec": "msgspec", "mcap": "mcap", "zstandard": "zstandard",
+                     "tokenizers": "tokenizers"}
 
 
 def _imports() -> dict[str, set[str]]:

@@ -5,7 +5,8 @@ openvino_backend (OpenVINO Runtime: CPU, Intel GPU/NPU), tensorrt_backend; and w
 ids -> published text, greedy/beam over any step function), static_kv (the GPU backends' static cache and its
 limits), kv_decoder (the static-KV decoder graph), pixels (frames -> pixel_values), engine_manifest (export schema and
 hashes), model_loading / model_source (weights and processor from a directory or the local hub cache),
-caption_settings (the prompt and length a checkpoint records).
+caption_settings (the prompt and length a checkpoint records), blip_export (what the onnxruntime and openvino
+runtimes of an export share) and export_processor (an export's tokenizer and image settings without transformers).
 
 The node, the offline bag captioner and the benchmarks only see `Captioner.caption(images)`; which engine runs the
 model (torch, torch-cuda, ONNX Runtime, OpenVINO, TensorRT) is a string in `CaptionerConfig.backend`, resolved through
@@ -17,12 +18,12 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from .caption_settings import SETTINGS, model_caption_settings
+from .caption_settings import SETTINGS, CaptionSettings
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 #: Backends that run an int8 export (blip-export --int8); the others refuse precision int8.
@@ -56,6 +57,15 @@ def precision_problem(backend: str, precision: str) -> str:
     return ""
 
 
+def first_line(exc: BaseException, with_type: bool = False) -> str:
+    """An exception's message as one line (runtimes and transformers raise pages of text): its first line, after
+    `Type: ` when `with_type`; the type's name when the message is empty."""
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if with_type else text.splitlines()[0]
+
+
 class ModelLoadError(RuntimeError):
     """The caption model (or its backend) cannot be loaded; the message names the model and the reason."""
 
@@ -80,7 +90,8 @@ class CaptionerConfig:
     prompt: str | None = None
     """Text the caption is conditioned on (e.g. "a picture of"); stripped from the returned captions.
     None (also for max_new_tokens and num_beams): what the model records (caption_settings.model_caption_settings),
-    filled in on construction, so a backend always sees values."""
+    which the backend reads once it has loaded (and verified) the model, and fills in with `filled_from`: a loaded
+    captioner's `config` always has values."""
     max_new_tokens: int | None = None
     num_beams: int | None = None
     allow_download: bool = False
@@ -92,11 +103,6 @@ class CaptionerConfig:
 
     def __post_init__(self):
         problems = []
-        if self.model and None in (self.prompt, self.max_new_tokens, self.num_beams):
-            recorded = model_caption_settings(self.model)  # CaptionSettingsError (a ValueError) names the file
-            for name in SETTINGS:
-                if getattr(self, name) is None:
-                    object.__setattr__(self, name, getattr(recorded, name))
         if not self.model:
             problems.append("model is empty")
         problems += [problem for problem in (precision_problem(self.backend, self.precision),
@@ -106,6 +112,10 @@ class CaptionerConfig:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         if problems:
             raise ValueError("; ".join(problems))
+
+    def filled_from(self, recorded: CaptionSettings) -> CaptionerConfig:
+        """This config with every caption setting left None taken from what the model records."""
+        return replace(self, **{name: getattr(recorded, name) for name in SETTINGS if getattr(self, name) is None})
 
     @property
     def device_index(self) -> int:

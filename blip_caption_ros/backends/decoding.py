@@ -5,8 +5,9 @@ caption (`captions_from_ids`, used by every backend and by blip-eval).
 A backend supplies a `DecoderState`: `step(input_ids)` runs the decoder on the new tokens of every row (the whole
 prompt on the first call, one token afterwards), keeps their keys/values and returns the last position's logits;
 `reorder(rows)` permutes the cache rows for beam search. The loops here only pick tokens, so each backend's cache stays
-where it lives (numpy for ONNX Runtime, preallocated CUDA buffers for the GPU backends); per token the host learns
-only whether every row has finished.
+where it lives (numpy for ONNX Runtime and OpenVINO, preallocated CUDA buffers for the GPU backends), and the loops
+themselves are numpy: ids, logits and beam rows cross as numpy arrays, so the CPU runtimes never import torch (the GPU
+states hand over one [rows, vocab] logits copy per token).
 
 Greedy follows `GenerationMixin` greedy search exactly (first maximal id, pad after the eos), which is what makes the
 exact backends' ids identical to `generate`. Beam search follows the classic beam-hypotheses algorithm (length
@@ -20,17 +21,18 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
-import torch
+import numpy as np
 
 from .pixels import model_pixels
 
 
 class DecoderState(Protocol):
-    def step(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Logits [rows, vocab] of the last new position; the new tokens' keys/values join the cache."""
+    def step(self, input_ids: np.ndarray) -> np.ndarray:
+        """Float32 logits [rows, vocab] of the last new position (the caller may write to them); the new tokens'
+        keys/values join the cache. `input_ids` int64 [rows, new]."""
         ...
 
-    def reorder(self, rows: torch.Tensor) -> None:
+    def reorder(self, rows: np.ndarray) -> None:
         """Row i of the cache becomes old row rows[i] (beam search)."""
         ...
 
@@ -45,13 +47,14 @@ class DecodeSettings:
     num_beams: int = 1
 
 
-def decode(state_factory, prompt_ids: torch.Tensor, *, max_new_tokens: int, eos_token_id: int, pad_token_id: int,
-           min_new_tokens: int = 0, num_beams: int = 1) -> torch.Tensor:
-    """prompt + generated ids [batch, prompt + new], pad after eos, as `generate` returns them.
+def decode(state_factory, prompt_ids: np.ndarray, *, max_new_tokens: int, eos_token_id: int, pad_token_id: int,
+           min_new_tokens: int = 0, num_beams: int = 1) -> np.ndarray:
+    """prompt + generated ids int64 [batch, prompt + new], pad after eos, as `generate` returns them.
 
     `state_factory(rows)` builds a fresh DecoderState for `rows` = batch * num_beams cache rows (the backend repeats
     the image's cross keys/values per beam).
     """
+    prompt_ids = np.asarray(prompt_ids, dtype=np.int64)
     settings = DecodeSettings(max_new_tokens=max_new_tokens, eos_token_id=eos_token_id, pad_token_id=pad_token_id,
                               min_new_tokens=min_new_tokens, num_beams=num_beams)
     if settings.num_beams == 1:
@@ -59,41 +62,46 @@ def decode(state_factory, prompt_ids: torch.Tensor, *, max_new_tokens: int, eos_
     return beam_search(state_factory(prompt_ids.shape[0] * settings.num_beams), prompt_ids, settings)
 
 
-def greedy(state: DecoderState, prompt_ids: torch.Tensor, settings: DecodeSettings) -> torch.Tensor:
+def greedy(state: DecoderState, prompt_ids: np.ndarray, settings: DecodeSettings) -> np.ndarray:
     ids = prompt_ids
-    unfinished = torch.ones(ids.shape[0], dtype=torch.bool, device=ids.device)
+    unfinished = np.ones(ids.shape[0], dtype=bool)
     step_input = ids
     for new in range(settings.max_new_tokens):
         logits = state.step(step_input)
         if new < settings.min_new_tokens:
-            logits[:, settings.eos_token_id] = float("-inf")
-        tokens = torch.argmax(logits, dim=-1).to(ids.device)
-        tokens = torch.where(unfinished, tokens, torch.full_like(tokens, settings.pad_token_id))
-        ids = torch.cat([ids, tokens[:, None]], dim=1)
+            logits[:, settings.eos_token_id] = -np.inf
+        tokens = np.where(unfinished, np.argmax(logits, axis=-1), settings.pad_token_id).astype(np.int64)
+        ids = np.concatenate([ids, tokens[:, None]], axis=1)
         unfinished &= tokens != settings.eos_token_id
-        if not bool(unfinished.any()):  # the one host sync per token
+        if not unfinished.any():
             break
         step_input = tokens[:, None]
     return ids
 
 
-def beam_search(state: DecoderState, prompt_ids: torch.Tensor, settings: DecodeSettings) -> torch.Tensor:
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """log(softmax(logits)) over the last axis, in float32."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def beam_search(state: DecoderState, prompt_ids: np.ndarray, settings: DecodeSettings) -> np.ndarray:
     batch, beams = prompt_ids.shape[0], settings.num_beams
-    device = prompt_ids.device
-    ids = prompt_ids.repeat_interleave(beams, dim=0)
-    scores = torch.zeros(batch, beams, device=device)
+    ids = np.repeat(prompt_ids, beams, axis=0)
+    scores = np.zeros((batch, beams), np.float32)
     scores[:, 1:] = -1e9  # all beams start identical: only the first may expand at step one
-    finished: list[list[tuple[float, torch.Tensor]]] = [[] for _ in range(batch)]
+    finished: list[list[tuple[float, np.ndarray]]] = [[] for _ in range(batch)]
     done = [False] * batch
     step_input = ids
     for new in range(settings.max_new_tokens):
-        logits = state.step(step_input).float().to(device)
-        logprobs = torch.log_softmax(logits, dim=-1)
+        logprobs = log_softmax(np.asarray(state.step(step_input), np.float32))
         if new < settings.min_new_tokens:
-            logprobs[:, settings.eos_token_id] = float("-inf")
+            logprobs[:, settings.eos_token_id] = -np.inf
         vocab = logprobs.shape[-1]
-        candidates = (logprobs + scores.view(-1, 1)).view(batch, beams * vocab)
-        top_scores, top_index = torch.topk(candidates, 2 * beams, dim=1)
+        candidates = (logprobs + scores.reshape(-1, 1)).reshape(batch, beams * vocab)
+        # the 2 * beams best candidates per image, best first (ties: the lower index first)
+        top_index = np.argsort(-candidates, axis=1, kind="stable")[:, : 2 * beams]
+        top_scores = np.take_along_axis(candidates, top_index, axis=1)
         top_beam, top_token = top_index // vocab, top_index % vocab
         rows, tokens, kept = [], [], []
         for b in range(batch):
@@ -104,7 +112,7 @@ def beam_search(state: DecoderState, prompt_ids: torch.Tensor, settings: DecodeS
                     token, score = int(top_token[b, rank]), float(top_scores[b, rank])
                     if token == settings.eos_token_id:
                         if rank < beams:
-                            _add(finished[b], beams, torch.cat([ids[row], ids.new_tensor([token])]), score / (new + 1))
+                            _add(finished[b], beams, np.append(ids[row], token), score / (new + 1))
                     else:
                         chosen.append((row, token, score))
                     if len(chosen) == beams:
@@ -120,33 +128,32 @@ def beam_search(state: DecoderState, prompt_ids: torch.Tensor, settings: DecodeS
                 kept.append(score)
         if all(done):
             break
-        rows_t = torch.tensor(rows, device=device)
-        tokens_t = torch.tensor(tokens, device=device)
-        state.reorder(rows_t)
-        ids = torch.cat([ids[rows_t], tokens_t[:, None]], dim=1)
-        scores = torch.tensor(kept, device=device).view(batch, beams)
-        step_input = tokens_t[:, None]
+        rows_a = np.asarray(rows, np.int64)
+        tokens_a = np.asarray(tokens, np.int64)
+        state.reorder(rows_a)
+        ids = np.concatenate([ids[rows_a], tokens_a[:, None]], axis=1)
+        scores = np.asarray(kept, np.float32).reshape(batch, beams)
+        step_input = tokens_a[:, None]
     else:
         for b in range(batch):
             for k in range(beams):
                 if not done[b]:
                     _add(finished[b], beams, ids[b * beams + k], float(scores[b, k]) / settings.max_new_tokens)
     best = [max(hyps, key=lambda h: h[0])[1] for hyps in finished]
-    width = max(len(seq) for seq in best)
-    out = torch.full((batch, width), settings.pad_token_id, dtype=prompt_ids.dtype, device=device)
+    out = np.full((batch, max(len(seq) for seq in best)), settings.pad_token_id, dtype=np.int64)
     for b, seq in enumerate(best):
         out[b, : len(seq)] = seq
     return out
 
 
-def _add(hyps: list, beams: int, sequence: torch.Tensor, score: float) -> None:
+def _add(hyps: list, beams: int, sequence: np.ndarray, score: float) -> None:
     hyps.append((score, sequence))
     if len(hyps) > beams:
         hyps.remove(min(hyps, key=lambda h: h[0]))
 
 
 def caption_images(generate_ids, processor, config, bos_token_id: int, images, prompt: str | None = None) -> list[str]:
-    """`Captioner.caption` of the backends that decode with `decode` (ONNX Runtime, TensorRT, torch-cuda).
+    """`Captioner.caption` of the backends that decode with `decode` (ONNX Runtime, OpenVINO, TensorRT, torch-cuda).
 
     The images' pixels (pixels.model_pixels, numpy float32) and [bos] + prompt go to the backend's
     `generate_ids(pixels, start, max_new_tokens, num_beams=...)`; its ids become the published text. `config` is the
@@ -157,16 +164,15 @@ def caption_images(generate_ids, processor, config, bos_token_id: int, images, p
     prompt = config.prompt if prompt is None else prompt
     start = start_ids(processor.tokenizer, prompt, bos_token_id, len(images))
     ids = generate_ids(model_pixels(processor, images), start, config.max_new_tokens, num_beams=config.num_beams)
-    return captions_from_ids(processor.tokenizer, ids.cpu(), prompt)
+    return captions_from_ids(processor.tokenizer, ids, prompt)
 
 
-def start_ids(tokenizer, prompt: str, bos_token_id: int, batch: int) -> torch.Tensor:
-    """The decoder's first input as BLIP's `generate` builds it: [bos] + the prompt's tokens, without [SEP]."""
-    if not prompt.strip():
-        return torch.full((batch, 1), bos_token_id, dtype=torch.long)
-    ids = tokenizer(prompt, return_tensors="pt").input_ids[:, :-1].clone()
-    ids[:, 0] = bos_token_id
-    return ids.repeat(batch, 1)
+def start_ids(tokenizer, prompt: str, bos_token_id: int, batch: int) -> np.ndarray:
+    """The decoder's first input int64 [batch, start] as BLIP's `generate` builds it: [bos] + the prompt's tokens,
+    without [SEP]."""
+    ids = np.asarray(tokenizer(prompt).input_ids[: prompt_tokens(tokenizer, prompt)], np.int64)
+    ids[0] = bos_token_id
+    return np.tile(ids, (batch, 1))
 
 
 def prompt_tokens(tokenizer, prompt: str) -> int:
@@ -174,13 +180,14 @@ def prompt_tokens(tokenizer, prompt: str) -> int:
     return max(1, len(tokenizer(prompt).input_ids) - 1) if prompt.strip() else 1
 
 
-def captions_from_ids(tokenizer, ids: torch.Tensor, prompt: str) -> list[str]:
-    """THE published text of generated ids [batch, start + new], for every backend and for blip-eval.
+def captions_from_ids(tokenizer, ids, prompt: str) -> list[str]:
+    """THE published text of generated ids [batch, start + new] (numpy or torch), for every backend and blip-eval.
 
     The start ids (bos + prompt) are cut off by position, not by matching text, then the WordPiece text is tidied
     (`tidy_caption`), so the string a vehicle publishes is the string evaluation scores.
     """
-    texts = tokenizer.batch_decode(ids[:, prompt_tokens(tokenizer, prompt):], skip_special_tokens=True)
+    ids = np.asarray(ids.cpu() if hasattr(ids, "cpu") else ids)
+    texts = tokenizer.batch_decode(ids[:, prompt_tokens(tokenizer, prompt):].tolist(), skip_special_tokens=True)
     return [tidy_caption(text) for text in texts]
 
 

@@ -3,7 +3,8 @@
 HuggingFace's BLIP keeps its cache in `Cache` objects that neither ONNX nor CUDA graphs can carry, so the export and
 the fast GPU path use these two modules instead. They reuse the checkpoint's own submodules (no copied weights) and
 do the same arithmetic in the same order as `BlipTextLMHeadModel` (the one change, the score scale applied to the
-query, is bit-identical; see KVDecoder), so greedy decoding gives `generate`'s ids:
+query, is bit-identical; see KVDecoder), so greedy decoding gives `generate`'s ids
+(the graphs' input and output names are blip_export's):
 
 - `VisionCrossKV`: pixel_values [B, 3, H, W] -> cross_kv [L, 2, B, heads, N, head_dim], the image tokens already
   projected to every decoder layer's cross-attention keys and values (computed once per image, not once per token).
@@ -20,21 +21,6 @@ import math
 
 import torch
 from torch import nn
-
-#: Input and output names of the exported graphs; the runtimes bind tensors by these names.
-VISION_INPUTS = ("pixel_values",)
-VISION_OUTPUTS = ("cross_kv",)
-DECODER_INPUTS = ("input_ids", "position_ids", "past_mask", "past_kv", "cross_kv")
-DECODER_OUTPUTS = ("logits", "new_kv")
-#: The ONNX Runtime flavour of the decoder (`decoder.split.onnx`, derived from decoder.onnx at export): the same graph
-#: with cross_kv replaced by one [B, heads, N, head_dim] input per layer and key/value, so a runtime can feed views of
-#: the vision output instead of the graph slicing (copying) all layers' cross keys/values on every token.
-SPLIT_DECODER = "decoder_split"
-
-
-def split_decoder_inputs(layers: int) -> tuple[str, ...]:
-    """Input names of the split-cross decoder: DECODER_INPUTS without cross_kv, then cross_k_0, cross_v_0, ..."""
-    return (*DECODER_INPUTS[:-1], *(f"cross_{kind}_{layer}" for layer in range(layers) for kind in "kv"))
 
 
 class VisionCrossKV(nn.Module):

@@ -25,7 +25,8 @@ from pathlib import Path
 
 from transformers import BlipForConditionalGeneration, BlipProcessor
 
-from .model_source import ModelFilesError, hub_offline, looks_like_path, resolve_source  # noqa: F401 - re-exported
+from . import first_line
+from .model_source import ModelFilesError, hub_offline, resolve_source
 
 SAFETENSORS_FILES = ("model.safetensors", "model.safetensors.index.json")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
@@ -77,11 +78,6 @@ def _no_hub_traffic(is_local: bool, allow_download: bool) -> Iterator[None]:
         constants.HF_HUB_OFFLINE = saved
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
-
-
 def _offline_hint(source: str, is_local: bool, allow_download: bool) -> str:
     if is_local:
         return ""
@@ -100,7 +96,8 @@ def load_processor(path_or_id: str | os.PathLike, what: str = "--model", allow_d
             return BlipProcessor.from_pretrained(source, **_hub_kwargs(is_local, allow_download))
     except Exception as exc:  # OSError, ValueError, tokenizer errors: all mean "no usable processor here"
         hint = _offline_hint(source, is_local, allow_download)
-        raise ModelFilesError(source, f"cannot load the BLIP processor{hint}: {_first_line(exc)}", what) from exc
+        raise ModelFilesError(source, f"cannot load the BLIP processor{hint}: {first_line(exc, with_type=True)}",
+                              what) from exc
 
 
 def load_blip(path_or_id: str | os.PathLike, dtype=None, what: str = "--model", allow_download: bool = False):
@@ -120,5 +117,5 @@ def load_blip(path_or_id: str | os.PathLike, dtype=None, what: str = "--model", 
     except Exception as exc:  # OSError, ValueError, safetensors' own errors: all mean "cannot load these weights"
         raise ModelFilesError(source, f"cannot load a BLIP captioning model"
                                       f"{_offline_hint(source, is_local, allow_download)}: "
-                                      f"{_first_line(exc)}", what) from exc
+                                      f"{first_line(exc, with_type=True)}", what) from exc
     return model, processor

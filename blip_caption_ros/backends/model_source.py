@@ -2,7 +2,7 @@
 
 Light on purpose (no transformers, no torch): `load_captioner` asks `check_local_hub_model` before a backend imports
 its libraries, so an offline vehicle with an uncached hub id fails in well under a second, without a connection.
-model_loading re-exports these names.
+ModelFilesError is the error of model_loading and export_processor too.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ For x86 vehicles without an NVIDIA GPU: the same export runs on OpenVINO's CPU p
 as onnxruntime on the 2-core test machines; bf16 the fastest OpenVINO mode on CPUs with AMX; see the README's
 performance section) and on an Intel GPU or NPU (`device` GPU, GPU.N, NPU; cpu or CPU for the processor), which
 onnxruntime's CPU build cannot use. No second export path: OpenVINO reads vision.onnx and decoder.split.onnx
-(decoder.onnx for older exports) directly; the export plumbing (manifest check, int8 choice, processor, KV-cache
-step) is onnx_backend's.
+(decoder.onnx for older exports) directly; the export plumbing (manifest check, int8 choice, processor, KV cache,
+generate loop) is blip_export's, shared with onnxruntime.
 
 Precision:
 - fp32: exact (`generate`'s greedy ids). OpenVINO's CPU plugin runs bf16 by default on CPUs with AVX512_BF16/AMX,
@@ -23,13 +23,11 @@ Precision:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 
 import numpy as np
 
-from . import CaptionerConfig, ModelLoadError, device_problem
-from .kv_decoder import SPLIT_DECODER
-from .onnx_backend import KVCacheState, cross_feeds, decoder_graph, first_line, generate_with_cache, open_export
+from . import CaptionerConfig, ModelLoadError, first_line
+from .blip_export import SPLIT_DECODER, ExportCaptioner, KVCacheState, cross_feeds, decoder_graph, open_export
 
 log = logging.getLogger(__name__)
 
@@ -42,29 +40,21 @@ def openvino_device(device: str) -> str:
     return device.upper()
 
 
-class OpenVinoCaptioner:
+class OpenVinoCaptioner(ExportCaptioner):
     backend = "openvino"
 
-    def __init__(self, config: CaptionerConfig, verify: bool = True, threads: int = 0, split_cross: bool = True,
-                 performance: dict | None = None):
-        """`threads` (0 = OpenVINO's choice) and `performance` (extra OpenVINO properties, e.g. NUM_STREAMS or
-        ENABLE_CPU_PINNING) are for benchmarks; the node uses the defaults."""
-        self.config = config
-        self.model_name = config.model
-        problem = device_problem(self.backend, config.device)
-        if problem:
-            raise ModelLoadError(config.model, problem)
+    def __init__(self, config: CaptionerConfig, verify: bool = True, threads: int = 0, split_cross: bool = True):
+        """`threads` (0 = OpenVINO's choice) is for benchmarks; the node uses the default."""
         try:
             import openvino as ov
-            import torch
         except ImportError as exc:
-            raise ModelLoadError(config.model, f"the openvino backend needs openvino and transformers ({exc}); "
+            raise ModelLoadError(config.model, f"the openvino backend needs openvino ({exc}); "
                                  "install the package's [openvino] extra") from exc
         export = open_export(config, self.backend, verify)
         if export.int8 and config.precision != "int8":
             raise ModelLoadError(config.model, f"precision {config.precision!r} on an int8 export: set precision "
                                  "int8 (approximate) or point model at the fp32 export")
-        self.export, self.manifest, self.processor = export, export.manifest, export.processor
+        self._adopt(config, export)
         self.device = openvino_device(config.device)
         core = ov.Core()
         available = core.available_devices
@@ -79,8 +69,7 @@ class OpenVinoCaptioner:
         if not self.exact:
             log.warning("openvino precision %s is approximate: captions can differ from fp32's", config.precision)
         self.graph_precision = graph_precisions(self.device, self.inference_precision)
-        properties = {"PERFORMANCE_HINT": "LATENCY", **({"INFERENCE_NUM_THREADS": threads} if threads else {}),
-                      **(performance or {})}
+        properties = {"PERFORMANCE_HINT": "LATENCY", **({"INFERENCE_NUM_THREADS": threads} if threads else {})}
         decoder = decoder_graph(self.manifest, split_cross)
         self.split_cross = decoder == SPLIT_DECODER
         self.compiled = {}
@@ -92,23 +81,7 @@ class OpenVinoCaptioner:
             except RuntimeError as exc:  # openvino's errors are RuntimeErrors with pages of text
                 raise ModelLoadError(config.model, f"openvino cannot load {path.name}: {first_line(exc)}") from exc
         self.requests = {name: compiled.create_infer_request() for name, compiled in self.compiled.items()}
-        self.bos, self.eos, self.pad = export.bos, export.eos, export.pad
-        self._torch, self._ov = torch, ov
-
-    @classmethod
-    def from_export_dir(cls, export_dir, verify: bool = True, device: str = "cpu", precision: str = "fp32",
-                        split_cross: bool = True, threads: int = 0, performance: dict | None = None,
-                        **config) -> OpenVinoCaptioner:
-        return cls(CaptionerConfig(model=str(export_dir), backend="openvino", device=device, precision=precision,
-                                   **config), verify=verify, split_cross=split_cross, threads=threads,
-                   performance=performance)
-
-    # ------------------------------------------------------------------------------------------------------------
-
-    def caption(self, images: Sequence[np.ndarray], prompt: str | None = None) -> list[str]:
-        from .decoding import caption_images
-
-        return caption_images(self.generate_ids, self.processor, self.config, self.bos, images, prompt)
+        self._ov = ov
 
     def encode(self, pixels: np.ndarray) -> np.ndarray:
         """cross_kv [layers, 2, batch, heads, image tokens, head_dim] of preprocessed images (a copy: the request's
@@ -117,15 +90,8 @@ class OpenVinoCaptioner:
         request.infer({"pixel_values": np.ascontiguousarray(pixels, np.float32)}, share_inputs=True)
         return request.get_output_tensor(0).data.copy()
 
-    def generate_ids(self, pixels: np.ndarray, start, max_new_tokens: int, min_new_tokens: int = 0,
-                     num_beams: int = 1):
-        """Start ids + generated ids (torch int64), as `generate` returns them."""
-        return generate_with_cache(self, pixels, start, max_new_tokens, min_new_tokens, num_beams)
-
     def decoder_state(self, cross_kv: np.ndarray) -> KVCacheState:
-        """A fresh KV cache over `encode`'s cross_kv (rows = its batch axis) for decoding.decode; the image
-        keys/values are bound to the request once per caption (in place), not fed per token."""
-        cross_kv = np.ascontiguousarray(cross_kv, np.float32)
+        """The image keys/values are bound to the request once per caption (in place), not fed per token."""
         request = self.requests["decoder"]
         for name, array in cross_feeds(cross_kv, self.split_cross).items():
             request.set_tensor(name, self._ov.Tensor(array, shared_memory=True))
@@ -135,7 +101,7 @@ class OpenVinoCaptioner:
             # copies: the request reuses its output buffers on the next step
             return request.get_tensor("logits").data.copy(), request.get_tensor("new_kv").data.copy()
 
-        return KVCacheState(run, cross_kv, self._torch)
+        return KVCacheState(run, cross_kv)
 
 
 def graph_precisions(device: str, inference_precision: str) -> dict[str, str]:

@@ -19,8 +19,9 @@ class StaticKVState:
 
     `run(input_ids, positions) -> (logits, new_kv)` runs the decoder on the new tokens over the whole masked cache.
     `replay(input_ids, slot) -> logits`, when given, runs one-token steps instead and writes slot `slot` of the cache
-    and mask itself (torch-cuda's CUDA graph). Logits are returned as a float32 copy: the next step overwrites the
-    backend's output buffer while decoding may still read it.
+    and mask itself (torch-cuda's CUDA graph). The decoding loop speaks numpy: ids and beam rows arrive as numpy
+    arrays and go to the cache's device, logits leave as a float32 numpy copy (the next step overwrites the backend's
+    output buffer).
     """
 
     def __init__(self, cache, mask, run, replay=None):
@@ -31,6 +32,7 @@ class StaticKVState:
         mask.zero_()
 
     def step(self, input_ids):
+        input_ids = self.torch.as_tensor(input_ids).to(self.cache.device)
         new = input_ids.shape[1]
         if new == 1 and self.replay is not None:
             logits = self.replay(input_ids, self.filled)
@@ -40,7 +42,7 @@ class StaticKVState:
             self.cache[:, :, :, :, self.filled: self.filled + new].copy_(new_kv)
             self.mask[:, self.filled: self.filled + new] = 1
         self.filled += new
-        return logits.to(self.torch.float32, copy=True)
+        return logits.to(self.torch.float32).cpu().numpy().copy()
 
     def reorder(self, rows) -> None:
-        self.cache.copy_(self.cache.index_select(2, rows.to(self.cache.device)))
+        self.cache.copy_(self.cache.index_select(2, self.torch.as_tensor(rows).to(self.cache.device)))

@@ -10,7 +10,8 @@ Runtime: every buffer is a torch CUDA tensor allocated once for the largest batc
 max_len, head_dim] cache, cross keys/values, logits), addressed with `set_tensor_address` and run with
 `execute_async_v3` on torch's current stream. The decoder always sees the whole static cache with a mask of the filled
 slots, so its shapes are fixed after the prompt; each step writes the new keys/values into the cache on the device.
-Tokens are picked on the GPU; the host only reads whether every row has finished.
+Tokens are picked by decoding's numpy loop from one [rows, vocab] logits copy per token. The buffers are torch's, so
+this backend needs torch with CUDA (JetPack's), unlike onnxruntime and openvino.
 
 UNVERIFIED here: written against the TensorRT 10 Python API and checked only on machines without TensorRT; run
 `scripts/verify_gpu_backends.py` on a GPU/Jetson with TensorRT to verify it (parity with the torch backend, latency).
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from . import CaptionerConfig, ModelLoadError
+from .caption_settings import CaptionSettingsError, model_caption_settings
 from .engine_manifest import (
     ENGINE_DIR,
     ENGINE_FORMAT,
@@ -165,7 +167,6 @@ class TensorRTCaptioner:
     backend = "tensorrt"
 
     def __init__(self, config: CaptionerConfig, engine_dir: str | None = None, force_engine_update: bool | None = None):
-        self.config = config
         self.model_name = config.model
         export_dir = Path(config.model)
         engine_dir = Path(engine_dir or config.engine_dir or export_dir / ENGINE_DIR)
@@ -181,17 +182,22 @@ class TensorRTCaptioner:
             trt = require_tensorrt()
             import torch
 
-            from .model_loading import ModelFilesError, load_processor
+            from .export_processor import load_export_processor
+            from .model_source import ModelFilesError
 
             self.onnx_manifest = load_export_manifest(export_dir)
+            self.settings = model_caption_settings(export_dir)  # read once the export is verified
+            self.config = config = config.filled_from(self.settings)
             runtime = runtime_info(config.device_index)
             self.manifest = self._engine_manifest(engine_dir, runtime, force_engine_update, export_dir)
             verify_files(engine_dir, self.manifest)
-            self.processor = load_processor(export_dir)
+            self.processor = load_export_processor(export_dir, self.onnx_manifest["processor_files"])
         except (EngineBuildError, ManifestError) as exc:
             raise ModelLoadError(config.model, str(exc)) from exc
         except ModelFilesError as exc:
             raise ModelLoadError(config.model, f"processor files: {exc.reason}") from exc
+        except CaptionSettingsError as exc:
+            raise ModelLoadError(config.model, str(exc)) from exc
         self._torch = torch
         self.device = torch.device(config.device)
         logger = trt.Logger(trt.Logger.WARNING)
@@ -230,7 +236,7 @@ class TensorRTCaptioner:
         return caption_images(self.generate_ids, self.processor, self.config, self.bos, images, prompt)
 
     def generate_ids(self, pixels, start, max_new_tokens: int, min_new_tokens: int = 0, num_beams: int = 1):
-        """Start ids + generated ids on the GPU; `pixels` (numpy or torch) [images, 3, size, size]."""
+        """Start ids + generated ids (numpy int64); `pixels` (numpy or torch) [images, 3, size, size]."""
         from .decoding import decode
 
         torch = self._torch
@@ -250,7 +256,7 @@ class TensorRTCaptioner:
         self.engines["vision"].run({"pixel_values": pixels}, {"cross_kv": cross})
         if num_beams > 1:
             buffers.cross(rows).copy_(cross.repeat_interleave(num_beams, dim=2))
-        return decode(self._state, start.to(self.device), max_new_tokens=max_new_tokens, eos_token_id=self.eos,
+        return decode(self._state, np.asarray(start), max_new_tokens=max_new_tokens, eos_token_id=self.eos,
                       pad_token_id=self.pad, min_new_tokens=min_new_tokens, num_beams=num_beams)
 
     def _state(self, rows: int) -> StaticKVState:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import CaptionerConfig, ModelLoadError
+from .caption_settings import CaptionSettings, CaptionSettingsError, model_caption_settings
 from .pixels import model_pixels
 
 _DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -47,15 +48,24 @@ def load_model_on_device(config: CaptionerConfig, backend: str):
     return model.to(config.device).eval(), processor
 
 
+def model_settings(config: CaptionerConfig) -> CaptionSettings:
+    """What the loaded model records (caption_prompt.json, generation_config.json), read once after loading."""
+    try:
+        return model_caption_settings(config.model)
+    except CaptionSettingsError as exc:
+        raise ModelLoadError(config.model, str(exc)) from exc
+
+
 class TorchCaptioner:
     backend = "torch"
 
     def __init__(self, config: CaptionerConfig):
         if config.precision == "fp16" and config.device == "cpu":
             raise ModelLoadError(config.model, "fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
-        self.config = config
         self.model_name = config.model
         self.model, self.processor = load_model_on_device(config, self.backend)
+        self.settings = model_settings(config)
+        self.config = config.filled_from(self.settings)
         self._dtype = self.model.dtype
         import torch
 

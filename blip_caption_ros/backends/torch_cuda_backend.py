@@ -79,7 +79,8 @@ class StaticCacheGenerator:
         static["graph"] = graph
 
     def generate_ids(self, pixel_values, start, max_new_tokens: int, min_new_tokens: int = 0, num_beams: int = 1):
-        """Start ids + generated ids on the model's device; `pixel_values` (numpy or torch) [images, 3, size, size]."""
+        """Start ids + generated ids (a torch int64 tensor on the CPU); `pixel_values` (numpy or torch) [images, 3,
+        size, size], `start` (numpy or torch) [images, start]."""
         from .decoding import decode
 
         torch = self.torch
@@ -96,9 +97,9 @@ class StaticCacheGenerator:
             if static["cross"] is None:
                 static["cross"] = torch.empty_like(cross)
             static["cross"].copy_(cross)
-            return decode(lambda n: self._state(static), start.to(self.device), max_new_tokens=max_new_tokens,
-                          eos_token_id=self.eos, pad_token_id=self.pad, min_new_tokens=min_new_tokens,
-                          num_beams=num_beams)
+            return torch.from_numpy(decode(
+                lambda n: self._state(static), np.asarray(start), max_new_tokens=max_new_tokens, eos_token_id=self.eos,
+                pad_token_id=self.pad, min_new_tokens=min_new_tokens, num_beams=num_beams))
 
     def _state(self, static: dict) -> StaticKVState:
         def run(input_ids, positions):
@@ -121,13 +122,15 @@ class TorchCudaCaptioner:
     backend = "torch-cuda"
 
     def __init__(self, config: CaptionerConfig, max_rows: int = 8):
-        from .torch_backend import load_model_on_device
+        from .torch_backend import load_model_on_device, model_settings
 
         if not config.device.startswith("cuda"):
             raise ModelLoadError(config.model, f"the torch-cuda backend runs on cuda[:N], not {config.device!r} "
                                  "(use backend torch or onnxruntime on the CPU)")
-        self.config, self.model_name = config, config.model
         model, self.processor = load_model_on_device(config, self.backend)
+        self.settings = model_settings(config)
+        self.config, self.model_name = config.filled_from(self.settings), config.model
+        config = self.config
         self.generator = StaticCacheGenerator(model, max_rows=max_rows * max(1, config.num_beams),
                                               max_new_tokens=config.max_new_tokens)
 
