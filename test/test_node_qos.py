@@ -65,14 +65,18 @@ def test_a_best_effort_driver_losing_large_frames_turns_the_camera_warn_with_the
     try:
         publisher = probe.publisher(Image, "front/image")  # sensor-data QoS: best effort, as most drivers
         probe.wait_until_connected(node, {"front/image": Image}, [])
-        assert node_subscription_reliability(probe) == {"best_effort"}  # follows: reliable would not match it
+        # The node follows the driver (on the matched event, or its once-a-second check): reliable would not match it.
+        probe.spin_until(lambda: node_subscription_reliability(probe) == {"best_effort"}, 10,
+                         "the node to subscribe best effort")
 
         def warned() -> bool:
             return probe.status(CAMERA).get("level") == WARN and "far slower" in probe.status(CAMERA)["message"]
 
         stream_until(probe, publisher, warned, 30, "the camera's WARN")
         status = probe.status(CAMERA)
-        assert int(status["lost"]) > int(status["received"]), status
+        # The WARN is about the last second (under half arrived, 3+ lost); the totals also hold frames that arrived
+        # before the transport fell behind, so only the middleware's loss count is asserted on them.
+        assert int(status["lost"]) >= 3, status
         assert "large-data profile" in status["message"] and status["subscription_reliability"] == "best_effort"
     finally:
         assert node.stop() == 0, node.output()
