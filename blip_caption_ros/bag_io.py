@@ -24,6 +24,7 @@ import numpy as np
 
 from .bag_storage import Ros1Storage, StorageError, TopicInfo, open_storage
 from .caption_marker import MarkerSettings, fill_text_marker
+from .caption_message import stamp_dict, stamp_ns
 from .input_limits import BAG_MESSAGE_BYTES, InputTooLargeError
 
 DEFAULT_STORE = "ros2_humble"
@@ -47,8 +48,7 @@ def msg_type(name: str, store: str = DEFAULT_STORE):
 
 
 def _time(stamp_ns: int):
-    return msg_type("builtin_interfaces/msg/Time")(sec=int(stamp_ns // 1_000_000_000),
-                                                   nanosec=int(stamp_ns % 1_000_000_000))
+    return msg_type("builtin_interfaces/msg/Time")(**stamp_dict(int(stamp_ns)))
 
 
 def header(stamp_ns: int, frame_id: str):
@@ -57,7 +57,7 @@ def header(stamp_ns: int, frame_id: str):
 
 def stamp_of(msg) -> int:
     """The header stamp of a message, in nanoseconds."""
-    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+    return stamp_ns(msg.header.stamp.sec, msg.header.stamp.nanosec)
 
 
 

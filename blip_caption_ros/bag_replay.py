@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .bag_io import BagError, BagReader, TopicInfo, typestore
+from .caption_message import stamp_dict
 from .shutdown import StartInterrupted, StopRequest
 
 CLOCK_PERIOD_S = 0.025  # /clock at 40 Hz while waiting, as `ros2 bag play --clock` does by default
@@ -102,7 +103,8 @@ def with_receive_stamp(raw: bytes, time_ns: int) -> bytes | None:
     if struct.unpack_from(order + "iI", raw, 4) != (0, 0):
         return None
     out = bytearray(raw)
-    struct.pack_into(order + "iI", out, 4, *divmod(time_ns, 1_000_000_000))
+    stamp = stamp_dict(time_ns)
+    struct.pack_into(order + "iI", out, 4, stamp["sec"], stamp["nanosec"])
     return bytes(out)
 
 
@@ -183,7 +185,8 @@ class BagReplay:
             from rosgraph_msgs.msg import Clock
 
             msg = Clock()
-            msg.clock.sec, msg.clock.nanosec = divmod(bag_time_ns, 1_000_000_000)
+            stamp = stamp_dict(bag_time_ns)
+            msg.clock.sec, msg.clock.nanosec = stamp["sec"], stamp["nanosec"]
             self.clock_publisher.publish(msg)
 
     def play_once(self) -> int:

@@ -86,17 +86,17 @@ def quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
-def load_blip(path_or_id: str, what: str = "--model"):
+def load_blip(path_or_id: str, what: str = "--model", dtype=None):
     """(model, processor) from a save_pretrained directory or a hub id; CheckpointError when it cannot load.
 
     Safetensors only, and nothing fetched for a local directory: see blip_caption_ros.backends.model_loading. A
-    workstation tool may fetch a hub id (HF_HUB_OFFLINE still says no).
+    workstation tool may fetch a hub id (HF_HUB_OFFLINE still says no). `dtype` None: as the checkpoint records.
     """
     from blip_caption_ros.backends.model_loading import ModelFilesError
     from blip_caption_ros.backends.model_loading import load_blip as load_safely
 
     try:
-        return load_safely(path_or_id, what=what, allow_download=True)
+        return load_safely(path_or_id, dtype=dtype, what=what, allow_download=True)
     except ModelFilesError as exc:
         raise CheckpointError(str(exc)) from None
 

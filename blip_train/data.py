@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 import torch
 
+from blip_caption_ros.backends.decoding import prompt_tokens
 from blip_caption_ros.backends.pixels import ImageSpec, resize_rgb
 from blip_caption_ros.progress import progress_bar
 from blip_train.attribute_filter import describe_only, matches_only
@@ -331,11 +332,6 @@ class CaptionDataset(torch.utils.data.Dataset):
         return item
 
 
-def prompt_length(tokenizer, prompt: str) -> int:
-    """Tokens the prompt takes at the start of a tokenized caption: [CLS]/[DEC] plus its words, not its [SEP]."""
-    return len(tokenizer(prompt, add_special_tokens=True).input_ids) - 1
-
-
 class CaptionCollator:
     """Batches for BlipForConditionalGeneration, the LAVIS way.
 
@@ -354,7 +350,7 @@ class CaptionCollator:
         if with_text:
             if tokenizer is None or bos_token_id is None:
                 raise ValueError("a text collator needs the tokenizer and the decoder's bos token id")
-            self.prompt_length = prompt_length(tokenizer, prompt)
+            self.prompt_length = prompt_tokens(tokenizer, prompt)
             if self.prompt_length >= max_length:
                 raise ValueError(f"the prompt {prompt!r} fills all {max_length} tokens of max_text_length")
 

@@ -93,16 +93,16 @@ class ExportOptions:
 def load_checkpoint(checkpoint: str):
     import transformers
 
-    from blip_caption_ros.backends.model_loading import load_blip
+    from blip_train.checkpoint import CheckpointError, load_blip
 
     if not Path(checkpoint).is_dir():
         raise ExportError(f"checkpoint {checkpoint!r} is not a directory (a save_pretrained dir with a processor)")
     transformers.utils.logging.disable_progress_bar()
     try:
-        model, processor = load_blip(checkpoint, dtype="float32", what="checkpoint")
-        model = model.eval()
-    except Exception as exc:  # OSError, ValueError, safetensors errors: all mean "not a usable checkpoint"
-        raise ExportError(f"cannot load checkpoint {checkpoint!r}: {first_line(exc, with_type=True)}") from exc
+        model, processor = load_blip(checkpoint, what="checkpoint", dtype="float32")
+    except CheckpointError as exc:
+        raise ExportError(f"cannot load checkpoint {checkpoint!r}: {exc}") from None
+    model = model.eval()
     generation = model.generation_config
     unsupported = [f"{name}={getattr(generation, name)!r}" for name, default in UNSUPPORTED_GENERATION.items()
                    if getattr(generation, name, None) not in (default, None, [], ())]

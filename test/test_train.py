@@ -12,9 +12,10 @@ import yaml
 from support import REPO
 from training_helpers import read_log, tiny_args, tiny_config
 
+from blip_caption_ros.backends.decoding import prompt_tokens
 from blip_train.checkpoint import TRAINER_STATE, TRAINING_CONFIG, TrainerState
 from blip_train.config import TrainingConfig
-from blip_train.data import CaptionCollator, ImageSpec, load_caption_split, prompt_length
+from blip_train.data import CaptionCollator, ImageSpec, load_caption_split
 from blip_train.dataclass_args import ConfigError, config_from_dict, parse_config
 from blip_train.modeling import TINY, build_processor, build_tokenizer
 from blip_train.train import LOG_FILE, lr_lambda, main, train
@@ -90,7 +91,7 @@ def test_collator_masks_prompt_and_padding_like_lavis(tmp_path):
     assert batch["pixel_values"][0].mean() < 0 < batch["pixel_values"][1].mean()  # normalised with mean/std
     ids, labels = batch["input_ids"], batch["labels"]
     assert (ids[:, 0] == bos).all()
-    n_prompt = prompt_length(tokenizer, "a picture of ")
+    n_prompt = prompt_tokens(tokenizer, "a picture of ")
     assert n_prompt == 4  # [DEC] a picture of
     assert (labels[:, :n_prompt] == -100).all()
     assert tokenizer.convert_ids_to_tokens(ids[0, n_prompt:].tolist()) == ["two", "cars", "ahead", ".", "[SEP]"]
