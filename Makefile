@@ -52,7 +52,7 @@ $(VENV)/.installed: requirements-dev.txt setup.py
 
 $(TEST_EXPORT)/onnx/onnx_manifest.json: $(VENV)/.installed
 	rm -rf $(TEST_EXPORT)
-	$(PY) test/tiny_export.py $(TEST_EXPORT) 2>&1 | grep -v "pre-processing before quantization" || true
+	$(PY) -m test.tiny_export $(TEST_EXPORT) 2>&1 | grep -v "pre-processing before quantization" || true
 	test -f $@
 
 # ROS_DISTRO=jazzy as a Jazzy install's setup script sets it (the launch logic picks the Fast DDS variable from it):
@@ -94,7 +94,7 @@ test-fast: venv java
 	$(PY) -m pytest -m "not slow"
 
 bench: venv
-	$(PY) bench/parse_labels.py
+	$(PY) -m bench.parse_labels
 
 clean:
 	rm -rf build install log runs .pytest_cache

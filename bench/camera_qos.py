@@ -6,8 +6,8 @@ subscribes the way caption_node does (its default image QoS, or best-effort / re
 it), always with the large-data profile as `caption.launch.py` starts it, and counts frames received and the frames
 DDS reports lost. Each cell runs a few seconds; the table is Markdown.
 
-    python bench/camera_qos.py                          # the whole matrix (~7 minutes on 2 cores)
-    python bench/camera_qos.py --sizes 720p --rates 10 --seconds 3
+    python -m bench.camera_qos                          # the whole matrix (~7 minutes on 2 cores)
+    python -m bench.camera_qos --sizes 720p --rates 10 --seconds 3
 """
 
 from __future__ import annotations
@@ -121,11 +121,11 @@ def cell(size: str, rate: float, driver_profile: bool, pub: str, sub: str, secon
     base = {k: v for k, v in os.environ.items() if k not in ("FASTDDS_DEFAULT_PROFILES_FILE",
                                                              "FASTRTPS_DEFAULT_PROFILES_FILE")}
     common = ["--size", size, "--rate", str(rate), "--seconds", str(seconds), "--pub", pub, "--sub", sub]
-    listener = subprocess.Popen([sys.executable, __file__, "listen", *common], stdin=subprocess.PIPE,
+    listener = subprocess.Popen([sys.executable, "-m", "bench.camera_qos", "listen", *common], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, text=True, cwd=REPO, env={**base, variable: profile})
     driver_env = {**base, variable: profile} if driver_profile else base
-    driver = subprocess.run([sys.executable, __file__, "drive", *common], capture_output=True, text=True, cwd=REPO,
-                            env=driver_env, timeout=seconds + 60)
+    driver = subprocess.run([sys.executable, "-m", "bench.camera_qos", "drive", *common], capture_output=True,
+                            text=True, cwd=REPO, env=driver_env, timeout=seconds + 60)
     out, _ = listener.communicate("", timeout=30)
     result = {"size": size, "rate": rate, "driver_profile": driver_profile, "pub": pub, "sub": sub}
     result.update(json.loads(driver.stdout.strip().splitlines()[-1]) if driver.returncode == 0 else {"published": 0})
@@ -146,7 +146,6 @@ def main() -> None:
     parser.add_argument("--subs", default="node-default,best_effort,reliable")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-    sys.path.insert(0, str(REPO))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(70 + os.getpid() % 10))
     if args.role == "drive":

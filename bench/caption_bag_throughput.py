@@ -4,7 +4,7 @@ Generates a synthetic 1280x720 drive, then captions every frame of its first sec
 `caption_bag` (decode, caption, sensor matching, overlay, MCAP writing: the whole offline path). Random weights give
 the real cost of the architecture, not real captions. Prints frames/s per model and the ratio between them.
 
-    python bench/caption_bag_throughput.py [--seconds 2] [--threads 2] [--skip-full]
+    python -m bench.caption_bag_throughput [--seconds 2] [--threads 2] [--skip-full]
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Caption latency of every backend on a full-size BLIP-base (random weights: timings valid, captions not).
 
-    python bench/caption_latency.py                      # CPU backends (+ GPU ones where CUDA/TensorRT exist)
-    python bench/caption_latency.py --runs 10 --cameras 6 --json runs/bench/latency.json
-    python bench/caption_latency.py --backends ov-fp32,ort-fp32,ov-int8 --rounds 3 --threads 2
+    python -m bench.caption_latency                      # CPU backends (+ GPU ones where CUDA/TensorRT exist)
+    python -m bench.caption_latency --runs 10 --cameras 6 --json runs/bench/latency.json
+    python -m bench.caption_latency --backends ov-fp32,ort-fp32,ov-int8 --rounds 3 --threads 2
 
 Builds BLIP-base from config (ViT-B/16 at 384 px + the 12-layer BERT decoder with BERT's 30,524-token vocabulary,
 12 text heads and a non-degenerate vision init; see blip_train.modeling), exports it once with blip-export (fp32 +
@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 BERT_VOCAB = 30524  # Salesforce/blip-image-captioning-base: 30522 BERT tokens + [DEC] + one spare
 #: ort-fp32-joined: ONNX Runtime on decoder.onnx, whose graph slices (copies) the image keys/values every token;
@@ -342,7 +341,7 @@ def main(argv=None) -> int:
                 if (backend, batch) in failures:
                     continue
                 started = time.monotonic()
-                proc = subprocess.run([sys.executable, __file__, "--work", str(work), "--max-new-tokens",
+                proc = subprocess.run([sys.executable, "-m", __spec__.name, "--work", str(work), "--max-new-tokens",
                                        str(args.max_new_tokens), "--baseline", args.baseline, "--threads",
                                        str(args.threads), "--worker", backend, str(batch), str(runs)],
                                       capture_output=True, text=True)

@@ -15,8 +15,8 @@ Reported (stdout, and `--json FILE`): for each kill the step it landed at and th
 weights of both runs compared tensor by tensor (bitwise equal, max abs diff), the logged losses, and timings.
 Exit status 0 when every check holds.
 
-    python bench/crash_resume.py                        # 3 kills at random points (about a minute on 2 cores)
-    python bench/crash_resume.py --kills 10 --seed 7 --json crash.json
+    python -m bench.crash_resume                        # 3 kills at random points (about a minute on 2 cores)
+    python -m bench.crash_resume --kills 10 --seed 7 --json crash.json
 """
 
 from __future__ import annotations

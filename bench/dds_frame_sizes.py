@@ -4,7 +4,7 @@ A publisher as bag-replay makes it (reliable, keep-last 10) in this process and 
 (sensor-data QoS) in a child process, both with config/fastdds_large_data.xml, on loopback. Per size, `--frames` raw
 rgb8 frames at `--hz`; the subscriber counts what arrives.
 
-    .venv/bin/python bench/dds_frame_sizes.py [--sizes-mib 2.6,6.2,12,16,20,24,32,48] [--frames 30] [--hz 10]
+    .venv/bin/python -m bench.dds_frame_sizes [--sizes-mib 2.6,6.2,12,16,20,24,32,48] [--frames 30] [--hz 10]
 
 Prints "size: arrived/sent" per size; not a test (losses depend on the machine and its load).
 """
@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from node_harness import REPO  # noqa: F401  (puts test/ on the path: the tests' ROS environment)
-from ros_helpers import loopback_ros_environment
+from bench.node_harness import REPO  # noqa: F401  (puts test/ on the path: the tests' ROS environment)
+from test.ros_helpers import loopback_ros_environment
 
 TOPIC = "/frame_size_test"
 
@@ -53,7 +53,7 @@ def publish(sizes_mib: list[float], frames: int, hz: float) -> dict[str, int]:
     from sensor_msgs.msg import Image
 
     done_flag = Path(tempfile.mkdtemp(prefix="dds_frame_sizes_")) / "done"
-    counter = subprocess.Popen([sys.executable, __file__, "--count", str(done_flag)], stdout=subprocess.PIPE,
+    counter = subprocess.Popen([sys.executable, "-m", __spec__.name, "--count", str(done_flag)], stdout=subprocess.PIPE,
                                text=True)
     rclpy.init()
     node = rclpy.create_node("frame_size_publisher")

@@ -13,7 +13,7 @@ bag storage), and the same with the contention measured here; on GPUs, one GPU's
 machine's. Bag reading, JPEG decoding and MCAP writing stay on each worker's CPU, so a cluster needs about one core
 per GPU worker for them.
 
-    python bench/fleet_scaling.py [--drives 6] [--seconds 4] [--repeats 2]
+    python -m bench.fleet_scaling [--drives 6] [--seconds 4] [--repeats 2]
 """
 
 from __future__ import annotations

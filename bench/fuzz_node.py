@@ -12,7 +12,7 @@ backwards and out of order. Pass when, at the end:
 - every good frame got its caption;
 - node memory (RSS) grew less than --max-rss-growth-mb after the first tenth of the run.
 
-    python bench/fuzz_node.py --messages 10000 [--seed 0] [--json report.json]
+    python -m bench.fuzz_node --messages 10000 [--seed 0] [--json report.json]
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from node_harness import rss_mb, start_node, stop
-from ros_helpers import CAMERA_COUNTERS, counters_balance, loopback_ros_environment
+from bench.node_harness import rss_mb, start_node, stop
+from test.ros_helpers import CAMERA_COUNTERS, counters_balance, loopback_ros_environment
 
 S = 1_000_000_000
 
@@ -85,8 +85,9 @@ class Harness:
 
 def run(messages: int, seed: int, model: str, pace_ms: float, max_rss_growth_mb: float, workdir: Path,
         backend: str = "torch") -> dict:
-    import fuzz_inputs as fz
     import rclpy
+
+    from test import fuzz_inputs as fz
 
     common = (f"model:={model}", f"backend:={backend}", "max_new_tokens:=4", "overlay:=false")
     nodes = {"/raw": start_node(workdir / "raw.log", *common, "image_transport:=raw", namespace="/raw"),

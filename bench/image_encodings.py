@@ -1,6 +1,6 @@
 """Conversion time of one 1920x1080 camera frame per encoding (blip_caption_ros.imaging.image_to_rgb), on one core.
 
-    python bench/image_encodings.py [--repeats 30] [--width 1920 --height 1080]
+    python -m bench.image_encodings [--repeats 30] [--width 1920 --height 1080]
 
 Prints a table: median and spread (p10-p90) in milliseconds per encoding, over repeats interleaved across the
 encodings (so a busy neighbour slows every encoding alike), with OpenCV limited to one thread. The target from the

@@ -13,7 +13,7 @@ BDD100K stills. Timed, each over the same files (warm page cache: decode cost on
 
 and, from the per-core rate, how many cores feeding a GPU at --target images/s takes.
 
-    python bench/image_pipeline.py [--images 96] [--passes 3] [--size 384] [--target 400]
+    python -m bench.image_pipeline [--images 96] [--passes 3] [--size 384] [--target 400]
 """
 
 from __future__ import annotations

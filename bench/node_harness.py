@@ -1,7 +1,7 @@
 """What the node harnesses (fuzz, soak, overhead) share: starting caption_node, its RSS, and the tests' helpers.
 
-The loopback ROS environment, the message builders and the counters check are the tests' own (test/ros_helpers.py,
-test/fuzz_inputs.py); importing this module puts test/ on the path so the bench scripts use the same ones.
+The loopback ROS environment, the message builders and the counters check are the tests' own (test.ros_helpers,
+test.fuzz_inputs), imported by package name: run the bench scripts from the repository root as `python -m bench.NAME`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO / "test") not in sys.path:
-    sys.path.insert(0, str(REPO / "test"))
 
 
 def rss_mb(pid: int) -> float:

@@ -8,7 +8,7 @@
 2. Full-size BLIP-base (random weights, built from config; the cost is that of the real architecture): seconds
    per caption, captions/s and resident memory, in a fresh process.
 
-    .venv/bin/python bench/node_overhead.py [--duration 10] [--base-captions 3] [--skip-base]
+    .venv/bin/python -m bench.node_overhead [--duration 10] [--base-captions 3] [--skip-base]
 
 Prints the figures; not a test (timings depend on the machine).
 """
@@ -25,8 +25,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from node_harness import REPO  # noqa: F401  (puts test/ on the path: the tests' environment and message builders)
-from ros_helpers import LARGE_DATA_PROFILE, loopback_ros_environment, make_cloud, make_image
+
+from bench.node_harness import REPO  # noqa: F401  (puts test/ on the path: the tests' environment and message builders)
+from test.ros_helpers import LARGE_DATA_PROFILE, loopback_ros_environment, make_cloud, make_image
 
 CAMERAS = ("front", "left")
 
@@ -145,7 +146,7 @@ def run_node_overhead(args) -> dict:
         caption_pub.publish = timed_caption(camera, caption_pub.publish)
     node.worker.publish = timed_batch
     publisher = subprocess.Popen(
-        [sys.executable, __file__, "--publisher", "--duration", str(args.duration), "--rate", str(args.rate),
+        [sys.executable, "-m", __spec__.name, "--publisher", "--duration", str(args.duration), "--rate", str(args.rate),
          "--width", str(args.width), "--height", str(args.height)],
         env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE, text=True)
     executor = SingleThreadedExecutor()
@@ -205,8 +206,8 @@ def blip_base(args) -> dict:
         runs = {}
         for precision in ("fp32", "bf16"):
             env = {**os.environ, "OMP_NUM_THREADS": str(os.cpu_count())}
-            result = subprocess.run([sys.executable, __file__, "--blip-base-worker", model_dir, "--precision",
-                                     precision, "--base-captions", str(args.base_captions)],
+            result = subprocess.run([sys.executable, "-m", __spec__.name, "--blip-base-worker", model_dir,
+                                     "--precision", precision, "--base-captions", str(args.base_captions)],
                                     capture_output=True, text=True, env=env)
             if result.returncode:
                 raise SystemExit(f"BLIP-base run failed:\n{result.stderr}")

@@ -12,7 +12,7 @@ still sentences at 10 s). Each source is parsed in a fresh process pinned to one
 is its own and no heap is left over from generating the files. Prints per-source seconds, the total (goal <= 10 s
 for all together) and peak RSS.
 
-    python bench/parse_labels.py [--frames 69863] [--boxes-per-frame 18.6] [--bddx-videos 6984]
+    python -m bench.parse_labels [--frames 69863] [--boxes-per-frame 18.6] [--bddx-videos 6984]
                                  [--cityscapes-files 2975] [--keep DIR]
 """
 
@@ -238,7 +238,7 @@ def main() -> int:
               f"{n_objects} objects, {city_mb:.0f} MB")
         rows = []
         for source, path in paths.items():  # each in a fresh process: no heap left over from generation
-            done = subprocess.run([sys.executable, __file__, "--measure", source, str(path)], check=True,
+            done = subprocess.run([sys.executable, "-m", __spec__.name, "--measure", source, str(path)], check=True,
                                   capture_output=True, text=True)
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
 

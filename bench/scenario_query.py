@@ -11,7 +11,7 @@ through caption-search's own filter and interval merging, with DuckDB limited to
 query on a freshly opened database file, "warm" the same query repeated on that connection. Prints medians and
 ranges over `--repeats` connections. Target: <= 1 s.
 
-    python bench/scenario_query.py [--rows 1000000] [--repeats 5]
+    python -m bench.scenario_query [--rows 1000000] [--repeats 5]
 """
 
 from __future__ import annotations

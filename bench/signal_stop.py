@@ -1,6 +1,6 @@
 """How cleanly caption_node stops: a real node process, two cameras with frames flowing, signalled at random moments.
 
-    python bench/signal_stop.py --model DIR [--runs 20] [--kinds sigint,double-sigint,sigterm] [--seed 0]
+    python -m bench.signal_stop --model DIR [--runs 20] [--kinds sigint,double-sigint,sigterm] [--seed 0]
 
 Each run starts the node, streams 10 Hz frames on front/ and left/ until both cameras are captioned, waits a random
 0-1.5 s more (so the signal lands during inference, publishing or idle), then sends SIGINT, SIGINT twice 50 ms
@@ -19,8 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from node_harness import start_node
-from ros_helpers import loopback_ros_environment
+from bench.node_harness import start_node
+from test.ros_helpers import loopback_ros_environment
 
 BAD_OUTPUT = ("Traceback", "terminate called", "RCLError")
 KINDS = ("sigint", "double-sigint", "sigterm")

@@ -15,8 +15,8 @@ cores: the real cost of the architecture). Checks, at the end:
   quarter after warm-up: a leak raises every later peak by what it holds, the per-inference swing cancels out. The
   medians of both windows and every sample are in the JSON report.
 
-    python bench/soak_node.py --duration 600                     # the full run (10 minutes, 3 x 1280x720 @ 30 Hz)
-    python bench/soak_node.py --duration 30 --width 320 --height 240 --model DIR   # CI-sized
+    python -m bench.soak_node --duration 600                     # the full run (10 minutes, 3 x 1280x720 @ 30 Hz)
+    python -m bench.soak_node --duration 30 --width 320 --height 240 --model DIR   # CI-sized
 """
 
 from __future__ import annotations
@@ -30,16 +30,18 @@ import time
 from pathlib import Path
 
 import numpy as np
-from node_harness import rss_mb, start_node, stop
-from ros_helpers import CAMERA_COUNTERS, counters_balance, header, loopback_ros_environment
+
+from bench.node_harness import rss_mb, start_node, stop
+from test.ros_helpers import CAMERA_COUNTERS, counters_balance, header, loopback_ros_environment
 
 
 def publish(cameras: list[str], width: int, height: int, hz: float, duration: float, ready, done) -> None:
     """The sensor side, in its own process: cameras at `hz`, LiDAR 10 Hz, radar 20 Hz, until `duration` is over."""
     import rclpy
-    from fuzz_inputs import good_lidar, good_radar
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
+
+    from test.fuzz_inputs import good_lidar, good_radar
 
     rclpy.init()
     node = rclpy.create_node("soak_sensors")

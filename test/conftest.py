@@ -5,14 +5,15 @@ ROS domain id and ROS_HOME of its own, set here at import time: before any test 
 import rclpy, and without relying on each test to remember.
 """
 
-import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from ros_helpers import loopback_ros_environment
-from support import unavailable
+
+from test.ros_helpers import loopback_ros_environment
+from test.support import TORCH, unavailable
+from test.tiny_export import build_tiny, export_tiny
 
 loopback_ros_environment("blip_caption_ros_test_home_")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -25,7 +26,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 def probe(request):
     """A ROS probe node (ros_helpers.Probe, named after the test module) in an rclpy context of the test's own."""
     import rclpy
-    from ros_helpers import Probe
+
+    from test.ros_helpers import Probe
 
     rclpy.init()
     probe = Probe(f"{request.module.__name__.rpartition('.')[2]}_probe")
@@ -34,24 +36,15 @@ def probe(request):
     rclpy.shutdown()
 
 
-TINY_BLIP_WORDS = ("a", "picture", "of", "car", "cars", "road", "street", "city", "highway", "rain", "night", "day",
-                   "truck", "person", "traffic", "light", "sign", "clear", "snow", "fog", "parked", "driving")
-
-
 @pytest.fixture(scope="session")
 def tiny_blip_dir(tmp_path_factory):
     """A random tiny BLIP captioner saved with save_pretrained (weights + processor), built once per session."""
-    from blip_train.modeling import TINY, build_blip
-
-    out_dir = tmp_path_factory.mktemp("tiny_blip")
-    build_blip(TINY_BLIP_WORDS, out_dir, arch=TINY)
-    return out_dir
+    return build_tiny(tmp_path_factory.mktemp("tiny_blip"))
 
 
 #: A prepared blip-export directory of the tiny model (`make test-jazzy` exports it once with torch and hands it to the
 #: torch-free environments, which cannot export).
 PREPARED_EXPORT = "BLIP_TEST_EXPORT"
-TORCH = importlib.util.find_spec("torch") is not None
 
 
 @pytest.fixture(scope="session")
@@ -66,14 +59,6 @@ def tiny_export(tmp_path_factory, request):
     if not TORCH:
         unavailable(f"no torch to export the tiny model, and {PREPARED_EXPORT} names no prepared export")
     return export_tiny(request.getfixturevalue("tiny_blip_dir"), tmp_path_factory.mktemp("tiny_export") / "onnx")
-
-
-def export_tiny(checkpoint: Path, out: Path) -> Path:
-    """blip-export of the tiny model with its int8 variant (test/tiny_export.py writes the same for CI)."""
-    from blip_train.export import ExportOptions, export
-
-    export(ExportOptions(checkpoint=str(checkpoint), out=str(out), samples=3, int8=True))
-    return out
 
 
 @dataclass(frozen=True)

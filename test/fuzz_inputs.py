@@ -14,8 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from ros_helpers import header, make_cloud, make_compressed, make_image
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2, PointField
+
+from test.ros_helpers import header, make_cloud, make_compressed, make_image
 
 
 @dataclass(frozen=True)

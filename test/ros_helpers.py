@@ -3,7 +3,7 @@ node as a subprocess, a probe node, and the check that a camera's counters accou
 
 Message builders use the real sensor_msgs classes; the node runs as its own process (as `ros2 run` would start it)
 and the probe is a real rclpy node in the test process. Waits poll against a deadline, never sleep a fixed time.
-bench/ scripts import this module too (bench/node_harness.py puts test/ on their path).
+bench/ scripts import this module too (as test.ros_helpers).
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from support import REPO
+
+from test.support import REPO
 
 CONFIG_YAML = REPO / "config" / "caption.yaml"
 LARGE_DATA_PROFILE = REPO / "config" / "fastdds_large_data.xml"

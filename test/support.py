@@ -8,6 +8,7 @@ The real BDD100K / BDD-X samples are not part of the repository: they lie in `sh
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO.parent / "shared" / "samples"
+#: Whether torch is installed: not in the torch-free vehicle environments (`make test-jazzy`, `test-humble-python`).
+TORCH = importlib.util.find_spec("torch") is not None
 
 
 def unavailable(reason: str):

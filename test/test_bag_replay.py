@@ -7,15 +7,15 @@ import sys
 
 import numpy as np
 import pytest
-import recorded_bags
-from ros_helpers import NodeProcess, counters_balance
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CompressedImage, PointCloud2
 from std_msgs.msg import String
-from support import REPO
 
 from blip_caption_ros import bag_io
 from blip_caption_ros.sensors import summarize_lidar, summarize_radar
+from test import recorded_bags
+from test.ros_helpers import NodeProcess, counters_balance
+from test.support import REPO
 
 pytestmark = pytest.mark.ros
 

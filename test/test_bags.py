@@ -10,7 +10,6 @@ import warnings
 import cv2
 import numpy as np
 import pytest
-import recorded_bags
 import yaml
 
 from blip_caption_ros import bag_io
@@ -20,6 +19,7 @@ from blip_train.datasets.synthetic import generate_dataset
 from blip_train.drives import bag_messages
 from blip_train.drives.bdd_to_bag import ConversionError, images_to_bag, video_to_bag
 from blip_train.drives.synthetic_drive import DriveConfig, write_drive
+from test import recorded_bags
 
 STAMP = 1_700_000_123_456_789_000
 

@@ -6,12 +6,12 @@ import sys
 
 import numpy as np
 import pytest
-import recorded_bags
 
 from blip_caption_ros import bag_io
 from blip_caption_ros.backends import CaptionerConfig, load_captioner
 from blip_caption_ros.caption_bag import camera_topics, caption_bag, decode_image
 from blip_caption_ros.sensors import summarize_lidar, summarize_radar
+from test import recorded_bags
 
 
 @pytest.fixture

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support import REPO
-from training_helpers import tiny_training_flags
 
 from blip_train.compare import main
 from blip_train.config import TrainingConfig
 from blip_train.dataclass_args import config_from_dict
+from test.support import REPO
+from test.training_helpers import tiny_training_flags
 
 
 @pytest.fixture(scope="module")

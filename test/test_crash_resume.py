@@ -5,7 +5,8 @@ import subprocess
 import sys
 
 import pytest
-from support import REPO
+
+from test.support import REPO
 
 
 @pytest.mark.slow
@@ -14,7 +15,7 @@ def test_killed_and_resumed_run_matches_the_uninterrupted_one(tmp_path):
     # Two kills: one mid-epoch between checkpoints, one while a checkpoint is being written (then `last` is moved
     # to .last.old, as a crash between the renames of a commit leaves it); a half-written staging dir is planted.
     done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "crash_resume.py"), "--kills", "2", "--frames", "48",
+        [sys.executable, "-m", "bench.crash_resume", "--kills", "2", "--frames", "48",
          "--eval_every", "8", "--seed", "3", "--work", str(tmp_path / "work"), "--json", str(report_file)],
         capture_output=True, text=True, timeout=240, cwd=REPO)
     assert report_file.exists(), done.stdout[-3000:] + done.stderr[-3000:]

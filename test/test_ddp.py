@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from support import REPO
-from training_helpers import read_log, tiny_args, tiny_config
 
 from blip_train.checkpoint import TrainerState
 from blip_train.train import train
+from test.support import REPO
+from test.training_helpers import read_log, tiny_args, tiny_config
 
 pytestmark = pytest.mark.slow
 

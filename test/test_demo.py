@@ -6,9 +6,9 @@ import json
 
 import pytest
 import yaml
-from support import REPO
 
 from blip_train.demo import DEMO_RECIPE, check_pass_bar, ensure_dataset, main, read_drive_captions
+from test.support import REPO
 
 
 def test_committed_demo_recipe_is_the_one_the_demo_runs():

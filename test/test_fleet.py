@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from support import REPO, require_module
+
+from test.support import REPO, require_module
 
 require_module("ray")
 

@@ -7,12 +7,12 @@ import sys
 
 import pytest
 import yaml
-from ros_helpers import CONFIG_YAML
-from support import REPO
 
 from blip_caption_ros import launch_args
 from blip_caption_ros.launch_args import LaunchArgumentError
 from blip_caption_ros.params import NodeParams
+from test.ros_helpers import CONFIG_YAML
+from test.support import REPO
 
 FASTDDS_XML = REPO / "config" / "fastdds_large_data.xml"
 

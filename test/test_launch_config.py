@@ -9,11 +9,11 @@ import xml.etree.ElementTree as ET
 
 import pytest
 import yaml
-from ros_helpers import CONFIG_YAML, NodeProcess, Probe
-from support import REPO
 
 from blip_caption_ros.launch_args import fastdds_profile_env
 from blip_caption_ros.params import NodeParams
+from test.ros_helpers import CONFIG_YAML, NodeProcess, Probe
+from test.support import REPO
 
 LAUNCH_DIR = REPO / "launch"
 FASTDDS_XML = REPO / "config" / "fastdds_large_data.xml"

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from training_helpers import tiny_training_flags
 
 from blip_train.attribute_filter import parse_only
 from blip_train.balanced_sampling import balance_weights, sampling_weights, training_sampler
@@ -21,6 +20,7 @@ from blip_train.data import DataError, EpochSampler, WeightedEpochSampler
 from blip_train.dataclass_args import ConfigError, config_from_dict, parse_config
 from blip_train.datasets.records import FrameRecord
 from blip_train.splits import load_splits
+from test.training_helpers import tiny_training_flags
 
 SIZE = (32, 32)
 HEADER = ["Input.Video"] + [f"Answer.{k}{part}" for k in range(1, 16)

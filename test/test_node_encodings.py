@@ -5,11 +5,11 @@ import json
 
 import numpy as np
 import pytest
-from ros_helpers import NodeProcess, Probe, header
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from blip_caption_ros.imaging import image_to_rgb
+from test.ros_helpers import NodeProcess, Probe, header
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 

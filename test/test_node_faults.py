@@ -4,9 +4,10 @@ import shutil
 import time
 
 import pytest
-from ros_helpers import NodeProcess, Probe, make_cloud, make_image, xyz
 from sensor_msgs.msg import Image, PointCloud2
 from std_msgs.msg import String
+
+from test.ros_helpers import NodeProcess, Probe, make_cloud, make_image, xyz
 
 pytestmark = pytest.mark.ros
 S, MS = 1_000_000_000, 1_000_000

@@ -5,7 +5,8 @@ import subprocess
 import sys
 
 import pytest
-from support import REPO
+
+from test.support import REPO
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -13,7 +14,7 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 def test_node_survives_and_counts_every_bad_message(tmp_path, caption_model):
     report_file = tmp_path / "fuzz.json"
     result = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "fuzz_node.py"), "--messages", "300", "--seed", "7",
+        [sys.executable, "-m", "bench.fuzz_node", "--messages", "300", "--seed", "7",
          "--model", str(caption_model.path), "--backend", caption_model.backend, "--json", str(report_file)],
         capture_output=True, text=True, timeout=240, cwd=REPO)
     assert report_file.exists(), result.stdout[-3000:] + result.stderr[-3000:]

@@ -17,10 +17,11 @@ import time
 from pathlib import Path
 
 import pytest
-from ros_helpers import NodeProcess, Probe, make_image
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
-from support import REPO
+
+from test.ros_helpers import NodeProcess, Probe, make_image
+from test.support import REPO
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 S, MS = 1_000_000_000, 1_000_000

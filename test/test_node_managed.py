@@ -19,9 +19,10 @@ from lifecycle_msgs.srv import ChangeState, GetState
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
-from ros_helpers import REPO, NodeProcess, Probe, make_image
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
+
+from test.ros_helpers import REPO, NodeProcess, Probe, make_image
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 S = 1_000_000_000

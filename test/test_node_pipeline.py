@@ -10,7 +10,11 @@ import pytest
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import GetParameters, SetParameters
-from ros_helpers import (
+from sensor_msgs.msg import CompressedImage, Image, PointCloud2
+from std_msgs.msg import String
+from visualization_msgs.msg import Marker
+
+from test.ros_helpers import (
     CAMERA_COUNTERS,
     NodeProcess,
     Probe,
@@ -20,9 +24,6 @@ from ros_helpers import (
     make_image,
     xyz,
 )
-from sensor_msgs.msg import CompressedImage, Image, PointCloud2
-from std_msgs.msg import String
-from visualization_msgs.msg import Marker
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 

@@ -13,8 +13,9 @@ import time
 
 import pytest
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from ros_helpers import NodeProcess, make_image
 from sensor_msgs.msg import Image
+
+from test.ros_helpers import NodeProcess, make_image
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 S = 1_000_000_000

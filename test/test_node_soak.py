@@ -5,7 +5,8 @@ import subprocess
 import sys
 
 import pytest
-from support import REPO
+
+from test.support import REPO
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -13,7 +14,7 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 def test_overloaded_node_stays_alive_and_counts_every_drop(tmp_path, tiny_blip_dir):
     report_file = tmp_path / "soak.json"
     result = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "soak_node.py"), "--duration", "12", "--width", "320",
+        [sys.executable, "-m", "bench.soak_node", "--duration", "12", "--width", "320",
          "--height", "240", "--model", str(tiny_blip_dir), "--threads", "1", "--json", str(report_file)],
         capture_output=True, text=True, timeout=240, cwd=REPO)
     assert report_file.exists(), result.stdout[-3000:] + result.stderr[-3000:]

@@ -1,7 +1,8 @@
 """caption_node refuses to start on a mistake with one clear line and exit code 1, never a traceback."""
 
 import pytest
-from ros_helpers import NodeProcess
+
+from test.ros_helpers import NodeProcess
 
 pytestmark = pytest.mark.ros
 

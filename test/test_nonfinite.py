@@ -6,14 +6,14 @@ import math
 
 import pytest
 import torch
-from nonfinite_inject import install
 from safetensors.torch import load_file
-from training_helpers import read_log, tiny_args, tiny_config
 
 from blip_train.checkpoint import TrainerState
 from blip_train.config import TrainingConfig
 from blip_train.dataclass_args import ConfigError, parse_config
 from blip_train.train import NonFiniteLossError, main, train
+from test.nonfinite_inject import install
+from test.training_helpers import read_log, tiny_args, tiny_config
 
 
 @pytest.fixture

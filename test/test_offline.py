@@ -12,11 +12,11 @@ import socket
 
 import pytest
 from safetensors.torch import load_file
-from support import require_module
-from training_helpers import tiny_args
 
 from blip_caption_ros.backends import CaptionerConfig, ModelLoadError, load_captioner
 from blip_caption_ros.backends.model_loading import ModelFilesError, load_blip, load_processor
+from test.support import require_module
+from test.training_helpers import tiny_args
 
 
 class NetworkBlocked(OSError):

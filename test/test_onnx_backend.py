@@ -6,10 +6,10 @@ import shutil
 
 import numpy as np
 import pytest
-from support import flip_byte
 
 from blip_caption_ros.backends import CaptionerConfig, ModelLoadError, load_captioner
 from blip_caption_ros.backends.engine_manifest import ONNX_MANIFEST, file_hashes
+from test.support import flip_byte
 
 IMAGES = [np.random.default_rng(i).integers(0, 256, (48, 64, 3), dtype=np.uint8) for i in range(3)]
 
@@ -101,7 +101,7 @@ def test_not_an_export_dir_and_unsupported_settings(export_dir, tiny_blip_dir, t
 @pytest.mark.ros
 def test_caption_node_runs_on_onnxruntime(export_dir, torch_captioner):
     """The real node (own process, real DDS) with backend=onnxruntime: a caption arrives, equal to torch's."""
-    from ros_helpers import caption_one_frame
+    from test.ros_helpers import caption_one_frame
 
     caption, rgb = caption_one_frame("onnx", "-p", "backend:=onnxruntime", "-p", f"model:={export_dir}",
                                      "-p", "max_new_tokens:=12", "-p", "prompt:=a picture of")

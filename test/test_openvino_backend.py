@@ -6,11 +6,11 @@ import shutil
 
 import numpy as np
 import pytest
-from support import flip_byte, require_module
 
 from blip_caption_ros.backends import CaptionerConfig, ModelLoadError, load_captioner
 from blip_caption_ros.backends.engine_manifest import ONNX_MANIFEST, file_hashes
 from blip_caption_ros.params import NodeParams, ParameterError
+from test.support import flip_byte, require_module
 
 ov = require_module("openvino")
 
@@ -149,7 +149,7 @@ def test_changed_or_broken_files_are_refused(export_dir, tmp_path):
 @pytest.mark.ros
 def test_caption_node_runs_on_openvino(export_dir, torch_captioner):
     """The real node (own process, real DDS) with backend=openvino: a caption arrives, equal to torch's."""
-    from ros_helpers import caption_one_frame
+    from test.ros_helpers import caption_one_frame
 
     caption, rgb = caption_one_frame("openvino", "-p", "backend:=openvino", "-p", "device:=CPU",
                                      "-p", f"model:={export_dir}", "-p", "max_new_tokens:=12",

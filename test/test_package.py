@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import REPO
+
+from test.support import REPO
 
 COLCON = shutil.which("colcon") or str(Path(sys.executable).with_name("colcon"))
 

@@ -56,7 +56,6 @@ def test_node_caption_bag_eval_and_onnxruntime_publish_the_same_strings(checkpoi
     from PNG files, caption-bag and the node get rgb8 messages, onnxruntime runs the checkpoint's blip-export."""
     import cv2
     import rclpy
-    from ros_helpers import NodeProcess, Probe
     from sensor_msgs.msg import Image
     from std_msgs.msg import String
 
@@ -64,6 +63,7 @@ def test_node_caption_bag_eval_and_onnxruntime_publish_the_same_strings(checkpoi
     from blip_train.data import prepare_images
     from blip_train.eval import generate_captions
     from blip_train.export import ExportOptions, export
+    from test.ros_helpers import NodeProcess, Probe
 
     directory, _ = checkpoint
     rng = np.random.default_rng(3)

@@ -13,7 +13,7 @@ import re
 import sys
 import xml.etree.ElementTree as ET
 
-from support import REPO
+from test.support import REPO
 
 PACKAGE_DIR = REPO / "blip_caption_ros"
 #: import name -> rosdep key (ROS packages by their package name)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from support import require_module
+
+from test.support import require_module
 
 require_module("duckdb")
 

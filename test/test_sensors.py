@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from ros_helpers import make_cloud, xyz
 
 from blip_caption_ros.sensors import (
     CloudError,
@@ -12,6 +11,7 @@ from blip_caption_ros.sensors import (
     summarize_lidar,
     summarize_radar,
 )
+from test.ros_helpers import make_cloud, xyz
 
 POINTS = [(10.0, 0.0, 0.0), (3.0, 4.0, 0.0), (0.0, -2.0, 0.0), (-1.0, 0.0, 0.0), (20.0, 20.0, 1.0)]
 

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TORCH
-from ros_helpers import caption_one_frame
-from support import REPO
 
 from blip_caption_ros import bag_io
+from test.ros_helpers import caption_one_frame
+from test.support import REPO, TORCH
 
 HOOKS = Path(__file__).parent / "hooks"
 BLOCKED = {"PYTHONPATH": os.pathsep.join([str(HOOKS), str(REPO), os.environ.get("PYTHONPATH", "")]),

@@ -9,8 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from support import REPO
-from training_helpers import read_log, tiny_args, tiny_config
 
 from blip_caption_ros.backends.decoding import prompt_tokens
 from blip_train.checkpoint import TRAINER_STATE, TRAINING_CONFIG, TrainerState
@@ -19,6 +17,8 @@ from blip_train.data import CaptionCollator, ImageSpec, load_caption_split
 from blip_train.dataclass_args import ConfigError, config_from_dict, parse_config
 from blip_train.modeling import TINY, build_processor, build_tokenizer
 from blip_train.train import LOG_FILE, lr_lambda, main, train
+from test.support import REPO
+from test.training_helpers import read_log, tiny_args, tiny_config
 
 # --- configuration --------------------------------------------------------------------------------------------------
 

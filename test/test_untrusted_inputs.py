@@ -9,8 +9,6 @@ import re
 import cv2
 import numpy as np
 import pytest
-import support
-from support import REPO
 
 from blip_caption_ros import bag_io
 from blip_caption_ros.imaging import ImageConversionError, compressed_to_rgb, image_to_rgb
@@ -21,6 +19,8 @@ from blip_train.datasets.cityscapes import load_cityscapes
 from blip_train.datasets.records import LabelFormatError
 from blip_train.drives import bag_messages
 from blip_train.drives.bdd_to_bag import ConversionError, load_info
+from test import support
+from test.support import REPO
 
 FRAME = {"name": "a.jpg", "attributes": {"weather": "clear", "scene": "highway", "timeofday": "daytime"},
          "labels": [{"category": "car", "box2d": {"x1": 1, "y1": 2, "x2": 30, "y2": 40}}]}

@@ -8,11 +8,11 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-from support import REPO
 
 from blip_caption_ros import bag_io
 from blip_caption_ros.backends import CaptionerConfig, load_captioner
 from blip_caption_ros.caption_bag import caption_bag
+from test.support import REPO
 
 LAYOUT = REPO / "config" / "foxglove_layout.json"
 RVIZ = REPO / "config" / "caption.rviz"
