@@ -228,7 +228,11 @@ def test_a_hub_that_does_not_answer_fails_a_download_within_the_probe_timeout(tm
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     monkeypatch.setattr(model_source, "hub_offline", lambda: False)
-    monkeypatch.setattr(socket, "create_connection", lambda *args, **kwargs: time.sleep(30))  # a black hole
+    def black_hole(*args, timeout=None, **kwargs):  # no answer, then the timeout a real socket would give
+        time.sleep(30)
+        raise TimeoutError("timed out")
+
+    monkeypatch.setattr(socket, "create_connection", black_hole)
     started = time.monotonic()
     with pytest.raises(model_source.ModelFilesError, match=r"cannot be reached within 0.5 s \(no answer\)"):
         model_source.check_hub_reachable("org/uncached-model", timeout_s=0.5)

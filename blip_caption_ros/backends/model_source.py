@@ -110,7 +110,7 @@ def _connect_problem(host: str, port: int, timeout_s: float) -> str:
         try:
             with socket.create_connection((host, port), timeout=timeout_s):
                 outcome["ok"] = ""
-        except OSError as exc:
+        except Exception as exc:  # OSError above all; anything else is a failed probe too, never a dead thread
             outcome["error"] = str(exc) or type(exc).__name__
 
     thread = threading.Thread(target=connect, name="hub_probe", daemon=True)
@@ -118,4 +118,4 @@ def _connect_problem(host: str, port: int, timeout_s: float) -> str:
     thread.join(timeout_s)
     if thread.is_alive():
         return "no answer"
-    return outcome.get("error", "")
+    return "" if "ok" in outcome else outcome.get("error", "the probe ended without an answer")
