@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 from . import bag_io
 from .backends import PRECISIONS, CaptionerConfig, ModelLoadError, load_captioner
-from .backends.caption_settings import CaptionSettingsError, model_caption_settings
+from .backends.caption_settings import CaptionSettingsError
 from .caption_marker import MarkerSettings
 from .frame_slots import Frame, FrameSlots
 from .imaging import compressed_to_rgb, image_to_rgb
@@ -315,18 +315,20 @@ def add_caption_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def captioner_config(args: argparse.Namespace) -> CaptionerConfig:
-    """The captioner the flags of add_caption_arguments describe; says which of the model's settings they override.
-
-    Raises CaptionSettingsError for a model whose recorded settings cannot be read.
-    """
-    overrides = model_caption_settings(args.model).overrides(
-        prompt=args.prompt, max_new_tokens=args.max_new_tokens, num_beams=args.num_beams)
-    if overrides:
-        print(f"note: overriding the model's caption settings: {'; '.join(overrides)}", file=sys.stderr)
+    """The captioner the flags of add_caption_arguments describe; what they leave unset, the model's recorded
+    settings fill once the backend has loaded (and verified) it."""
     return CaptionerConfig(
         model=args.model, backend=args.backend, device=args.device, precision=args.precision,
         prompt=args.prompt, max_new_tokens=args.max_new_tokens, num_beams=args.num_beams,
         allow_download=args.allow_download)
+
+
+def note_overrides(captioner, config: CaptionerConfig) -> None:
+    """Say on stderr which of the loaded model's recorded caption settings the flags in `config` override."""
+    overrides = captioner.settings.overrides(prompt=config.prompt, max_new_tokens=config.max_new_tokens,
+                                             num_beams=config.num_beams)
+    if overrides:
+        print(f"note: overriding the model's caption settings: {'; '.join(overrides)}", file=sys.stderr)
 
 
 def caption_options(args: argparse.Namespace) -> dict:
@@ -353,7 +355,9 @@ def main(argv: list[str] | None = None) -> int:
         options = caption_options(args)
         with bag_io.BagReader(args.bag) as reader:  # a bag that cannot be captioned is refused before the model loads
             camera_topics(decodable_types(reader.topic_info), options["cameras"], options["named_cameras"])
-        captioner = load_captioner(captioner_config(args))
+        config = captioner_config(args)
+        captioner = load_captioner(config)
+        note_overrides(captioner, config)
     except (ModelLoadError, CaptionSettingsError, ValueError, bag_io.BagError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

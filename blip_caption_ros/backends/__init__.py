@@ -129,6 +129,8 @@ class Captioner(Protocol):
 
     backend: str
     model_name: str
+    settings: CaptionSettings
+    """The caption settings the loaded model records (read once it was verified); `config` is filled from them."""
 
     def caption(self, images: Sequence[np.ndarray], prompt: str | None = None) -> list[str]:
         """One caption per image, without the prompt; `prompt` overrides the configured one for this call."""

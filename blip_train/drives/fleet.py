@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from blip_caption_ros.backends import CaptionerConfig
 from blip_caption_ros.backends.caption_settings import CaptionSettingsError
-from blip_caption_ros.caption_bag import add_caption_arguments, caption_options, captioner_config
+from blip_caption_ros.caption_bag import add_caption_arguments, caption_options, captioner_config, note_overrides
 from blip_caption_ros.progress import progress_bar
 
 BAG_SUFFIXES = (".mcap", ".db3", ".bag")
@@ -151,6 +151,7 @@ class CaptionActor:
         self.captioner, self.load_error = None, None
         try:
             self.captioner = load_captioner(config)
+            note_overrides(self.captioner, config)
         except (ModelLoadError, CaptionSettingsError, ValueError, OSError) as exc:
             self.load_error = f"{type(exc).__name__}: {exc}"
 
