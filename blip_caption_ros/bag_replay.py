@@ -38,6 +38,8 @@ BURST_WINDOW_NS = 100_000_000
 """Messages of one topic recorded within this window are a burst: the publisher's history holds them all."""
 MIN_DEPTH = 10
 ACK_TIMEOUT_S = 10.0
+#: How long --wait-for topics' subscriptions must stay unchanged before playing (see wait_for_subscribers).
+SETTLE_S = 1.0
 LARGE_MESSAGE_BYTES = 16 * 1024 * 1024
 """Measured with the shipped large-data profile (README, "Frame sizes DDS delivers"): up to 16 MiB every frame
 arrived at a sensor-data subscriber, at 18-48 MiB a third to a half were lost. bag-replay warns above it."""
@@ -171,12 +173,23 @@ class BagReplay:
         return (self.stop is not None and self.stop.requested) or not rclpy.ok()
 
     def wait_for_subscribers(self, topics: list[str], timeout_s: float) -> bool:
-        """Wait until each of `topics` has a subscriber (so nothing is published into the void)."""
+        """Wait until each of `topics` has a subscriber (so nothing is published into the void) and the topics'
+        subscriptions have stayed the same for SETTLE_S: a subscriber that adapts its QoS to the publisher it sees,
+        as caption_node does, re-subscribes once this player's publisher appears, and frames sent in between
+        would reach neither its old subscription nor its new one."""
         deadline = time.monotonic() + timeout_s
+        waited = [t for t in topics if t in self.publishers_by_topic]
+        seen, since = None, time.monotonic()
         while time.monotonic() < deadline and not self.stopping():
-            if all(self.publishers_by_topic[t].get_subscription_count() > 0 for t in topics
-                   if t in self.publishers_by_topic):
-                return True
+            if all(self.publishers_by_topic[t].get_subscription_count() > 0 for t in waited):
+                current = sorted(bytes(info.endpoint_gid) for t in waited
+                                 for info in self.node.get_subscriptions_info_by_topic(t))
+                if current != seen:
+                    seen, since = current, time.monotonic()
+                elif time.monotonic() - since >= SETTLE_S:
+                    return True
+            else:
+                seen = None
             time.sleep(0.05)
         return False
 
