@@ -94,10 +94,16 @@ def test_the_node_follows_a_reliable_driver_and_qos_overrides_fix_the_reliabilit
         probe.spin_until(lambda: all(p.get_subscription_count() for p in publishers), 60, "both nodes to subscribe")
         probe.spin_until(lambda: node_subscription_reliability(probe, "/follow/front/image") == {"reliable"}, 10,
                          "the following node to subscribe reliable")
-        assert node_subscription_reliability(probe, "/fixed/front/image") == {"best_effort"}  # the override holds
-        offered = {info.qos_profile.reliability for info in probe.node.get_publishers_info_by_topic(
-            "/fixed/front/caption")}
-        assert offered == {ReliabilityPolicy.BEST_EFFORT}  # an output's override holds too (reliable by default)
+        # The override holds (the graph can show a subscription a moment after its publisher matched it).
+        probe.spin_until(lambda: node_subscription_reliability(probe, "/fixed/front/image") == {"best_effort"}, 10,
+                         "the overridden node's subscription to show best effort")
+        def offered() -> set:
+            return {info.qos_profile.reliability for info in probe.node.get_publishers_info_by_topic(
+                "/fixed/front/caption")}
+
+        # An output's override holds too (reliable by default).
+        probe.spin_until(lambda: offered() == {ReliabilityPolicy.BEST_EFFORT}, 10,
+                         "the overridden caption publisher to show best effort")
     finally:
         codes = [following.stop(), fixed.stop()]
     assert codes == [0, 0], following.output() + fixed.output()
