@@ -88,3 +88,31 @@ def test_registered_backends_are_loaded_lazily_or_directly(monkeypatch):
             load_captioner(CaptionerConfig(model="x", backend="missing"))
     finally:
         BACKENDS.pop("missing")
+
+
+def test_a_signal_during_a_runtime_import_stays_a_stop_and_a_missing_runtime_is_one_line(monkeypatch, tmp_path):
+    """pybind11 reports an exception raised while its extension initialises (a SIGINT's StartInterrupted during
+    start-up) as ImportError("initialization failed") caused by it: that is a stop, not a missing backend."""
+    import importlib.abc
+    import sys
+
+    from blip_caption_ros.backends.onnx_backend import OnnxCaptioner
+    from blip_caption_ros.shutdown import StartInterrupted
+
+    class FailingImport(importlib.abc.MetaPathFinder):
+        def __init__(self, cause):
+            self.cause = cause
+
+        def find_spec(self, name, path=None, target=None):
+            if name == "onnxruntime":
+                raise ImportError("initialization failed") from self.cause
+            return None
+
+    monkeypatch.delitem(sys.modules, "onnxruntime", raising=False)
+    config = CaptionerConfig(model=str(tmp_path), backend="onnxruntime")
+    monkeypatch.setattr(sys, "meta_path", [FailingImport(StartInterrupted()), *sys.meta_path])
+    with pytest.raises(StartInterrupted):
+        OnnxCaptioner(config)
+    sys.meta_path[0] = FailingImport(OSError("libonnxruntime.so: cannot open shared object file"))
+    with pytest.raises(ModelLoadError, match="needs onnxruntime .*initialization failed.*install"):
+        OnnxCaptioner(config)

@@ -66,6 +66,18 @@ def first_line(exc: BaseException, with_type: bool = False) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if with_type else text.splitlines()[0]
 
 
+def reraise_interrupt(exc: ImportError) -> None:
+    """Raise the interrupt behind a failed import, if one is: a signal handler's exception (StartInterrupted,
+    KeyboardInterrupt: not an Exception) raised while a C extension initialises comes out as ImportError
+    ("initialization failed", pybind11) with the interrupt as its cause. A stop during start-up must stay a stop, not
+    become "the backend is not installed"."""
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None:
+        if not isinstance(cause, Exception):
+            raise cause.with_traceback(None) from None
+        cause = cause.__cause__ or cause.__context__
+
+
 class ModelLoadError(RuntimeError):
     """The caption model (or its backend) cannot be loaded; the message names the model and the reason."""
 

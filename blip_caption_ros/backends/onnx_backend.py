@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import CaptionerConfig, ModelLoadError, first_line
+from . import CaptionerConfig, ModelLoadError, first_line, reraise_interrupt
 from .blip_export import SPLIT_DECODER, ExportCaptioner, KVCacheState, cross_feeds, decoder_graph, open_export
 
 
@@ -27,6 +27,7 @@ class OnnxCaptioner(ExportCaptioner):
         try:
             import onnxruntime as ort
         except ImportError as exc:
+            reraise_interrupt(exc)
             raise ModelLoadError(config.model, f"the onnxruntime backend needs onnxruntime ({exc}); install the "
                                  "package's [onnx] extra") from exc
         if not Path(config.model).is_dir():

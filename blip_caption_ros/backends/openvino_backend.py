@@ -26,7 +26,7 @@ import logging
 
 import numpy as np
 
-from . import CaptionerConfig, ModelLoadError, first_line
+from . import CaptionerConfig, ModelLoadError, first_line, reraise_interrupt
 from .blip_export import SPLIT_DECODER, ExportCaptioner, KVCacheState, cross_feeds, decoder_graph, open_export
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ class OpenVinoCaptioner(ExportCaptioner):
         try:
             import openvino as ov
         except ImportError as exc:
+            reraise_interrupt(exc)
             raise ModelLoadError(config.model, f"the openvino backend needs openvino ({exc}); "
                                  "install the package's [openvino] extra") from exc
         export = open_export(config, self.backend, verify)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import CaptionerConfig, ModelLoadError
+from . import CaptionerConfig, ModelLoadError, reraise_interrupt
 from .caption_settings import CaptionSettings, CaptionSettingsError, model_caption_settings
 from .pixels import model_pixels
 
@@ -36,6 +36,7 @@ def load_model_on_device(config: CaptionerConfig, backend: str):
 
         from .model_loading import load_blip
     except ImportError as exc:
+        reraise_interrupt(exc)
         raise ModelLoadError(config.model, f"the {backend} backend needs torch and transformers ({exc})") from exc
     if config.device.startswith("cuda") and not torch.cuda.is_available():
         raise ModelLoadError(config.model, f"device {config.device!r} requested but CUDA is not available")
